@@ -1,0 +1,141 @@
+//! Bytes → RGB image. The format is taken from the content, not the extension; EXIF orientation
+//! is applied; greyscale, palette, 16-bit, CMYK and alpha images all become 8-bit RGB (alpha is
+//! dropped, 16-bit is scaled by 1/257); GIFs give their first frame. Size limits are checked from
+//! the header before any pixel is decoded.
+
+use crate::error::ImageError;
+use image::{ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use std::io::{BufReader, Cursor, Read};
+use std::path::Path;
+
+/// Limits against hostile or runaway inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted file, bytes.
+    pub max_file_size: u64,
+    /// Largest accepted width × height.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // 512 MiB of file; 100 MP (an 8000×6000 photo is 48 MP).
+        Limits { max_file_size: 512 << 20, max_pixels: 100_000_000 }
+    }
+}
+
+/// A decoded image.
+#[derive(Debug)]
+pub struct Decoded {
+    /// 8-bit RGB after EXIF orientation.
+    pub rgb: RgbImage,
+    /// Container format detected from the content.
+    pub format: ImageFormat,
+}
+
+/// Reads and decodes one file.
+pub fn decode_file(path: &Path, limits: &Limits) -> Result<Decoded, ImageError> {
+    let io_err = |source| ImageError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    if len > limits.max_file_size {
+        return Err(ImageError::Limit {
+            path: path.to_path_buf(),
+            reason: format!("file is {len} bytes, over the --max-file-size limit of {}", limits.max_file_size),
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    BufReader::new(file).take(limits.max_file_size + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    decode_bytes(&bytes, path, limits)
+}
+
+/// Decodes an in-memory file; `path` only names it in errors.
+pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Decoded, ImageError> {
+    let decode_err = |e: image::ImageError| ImageError::Decode { path: path.to_path_buf(), reason: e.to_string() };
+    if bytes.is_empty() {
+        return Err(ImageError::Decode { path: path.to_path_buf(), reason: "file is empty".into() });
+    }
+    let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat { path: path.to_path_buf() })?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut img_limits = image::Limits::default();
+    // Decoder allocations are capped too: RGBA16 of max_pixels plus slack.
+    img_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(img_limits);
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(ImageError::Limit {
+            path: path.to_path_buf(),
+            reason: format!("image is {w}×{h} = {pixels} pixels, over the --max-pixels limit of {}", limits.max_pixels),
+        });
+    }
+    if w == 0 || h == 0 {
+        return Err(ImageError::Decode { path: path.to_path_buf(), reason: format!("image has zero size {w}×{h}") });
+    }
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    img.apply_orientation(orientation);
+    Ok(Decoded { rgb: img.into_rgb8(), format })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Luma, Rgba};
+
+    fn encode(img: &image::DynamicImage, fmt: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, fmt).expect("encode test image");
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_by_content_not_extension() {
+        let img = image::DynamicImage::ImageRgb8(RgbImage::from_pixel(5, 3, image::Rgb([10, 20, 30])));
+        let png = encode(&img, ImageFormat::Png);
+        let d = decode_bytes(&png, Path::new("photo.jpg"), &Limits::default()).expect("decodes");
+        assert_eq!(d.format, ImageFormat::Png);
+        assert_eq!(d.rgb.dimensions(), (5, 3));
+        assert_eq!(d.rgb.get_pixel(2, 1).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn grey_rgba_and_16_bit_become_rgb8() {
+        let grey = image::DynamicImage::ImageLuma8(ImageBuffer::from_pixel(2, 2, Luma([77])));
+        let d = decode_bytes(&encode(&grey, ImageFormat::Png), Path::new("g.png"), &Limits::default()).expect("grey");
+        assert_eq!(d.rgb.get_pixel(0, 0).0, [77, 77, 77]);
+        let rgba = image::DynamicImage::ImageRgba8(ImageBuffer::from_pixel(2, 2, Rgba([1, 2, 3, 0])));
+        let d = decode_bytes(&encode(&rgba, ImageFormat::Png), Path::new("a.png"), &Limits::default()).expect("rgba");
+        assert_eq!(d.rgb.get_pixel(1, 1).0, [1, 2, 3]);
+        let deep = image::DynamicImage::ImageLuma16(ImageBuffer::from_pixel(2, 2, Luma([65535u16])));
+        let d = decode_bytes(&encode(&deep, ImageFormat::Png), Path::new("d.png"), &Limits::default()).expect("16-bit");
+        assert_eq!(d.rgb.get_pixel(0, 0).0, [255, 255, 255]);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_reason() {
+        let e = decode_bytes(b"", Path::new("empty.jpg"), &Limits::default()).expect_err("empty");
+        assert!(e.to_string().contains("empty.jpg") && e.to_string().contains("empty"), "{e}");
+        let e = decode_bytes(b"hello, I am text", Path::new("t.jpg"), &Limits::default()).expect_err("text");
+        assert_eq!(e.kind(), "unknown_format");
+        let img = image::DynamicImage::ImageRgb8(RgbImage::new(40, 30));
+        let png = encode(&img, ImageFormat::Png);
+        let e = decode_bytes(&png[..png.len() / 2], Path::new("cut.png"), &Limits::default()).expect_err("truncated");
+        assert_eq!(e.kind(), "decode", "{e}");
+        let small = Limits { max_pixels: 1000, ..Limits::default() };
+        let e = decode_bytes(&png, Path::new("big.png"), &small).expect_err("limit");
+        assert_eq!(e.kind(), "limit");
+        assert!(e.to_string().contains("big.png") && e.to_string().contains("--max-pixels"), "{e}");
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A 4×2 JPEG tagged orientation 6 (rotate 90° clockwise) must come out 2×4.
+        let img = image::DynamicImage::ImageRgb8(RgbImage::from_pixel(4, 2, image::Rgb([200, 10, 10])));
+        let jpeg = encode(&img, ImageFormat::Jpeg);
+        let tagged = crate::testutil::with_exif_orientation(&jpeg, 6);
+        let d = decode_bytes(&tagged, Path::new("r.jpg"), &Limits::default()).expect("rotated");
+        assert_eq!(d.rgb.dimensions(), (2, 4));
+    }
+}

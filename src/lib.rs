@@ -1,0 +1,22 @@
+//! boxwalk: walks folders of photos, runs NVIDIA's SSD300-ResNet50 detector and torchvision's
+//! ResNet-18 classifier with libtorch, writes annotated copies and one JSON report.
+//!
+//! Modules follow the data: [`discover`] → [`decode`] → [`preprocess`] → [`models`] →
+//! [`boxes`] → [`annotate`] → [`output`] → [`report`], wired by [`pipeline`].
+
+pub mod annotate;
+pub mod boxes;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod discover;
+pub mod error;
+pub mod exit;
+pub mod labels;
+pub mod models;
+pub mod output;
+pub mod pipeline;
+pub mod preprocess;
+pub mod report;
+#[doc(hidden)]
+pub mod testutil;

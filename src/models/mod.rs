@@ -1,0 +1,304 @@
+//! The two models boxwalk runs, each owning its `VarStore`: the SSD300 [`Detector`] and the
+//! ResNet-18 [`Classifier`]. Both load weights strictly from `.safetensors` files keyed by the
+//! official state-dict names, always run in eval mode under a no-grad guard, and hide the
+//! train flag from every caller.
+
+pub mod resnet;
+pub mod ssd;
+
+use crate::boxes::{self, DecodeParams, RawDetection, SsdConfig};
+use crate::error::WeightsError;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// How many offending keys an error message lists after the first.
+const MORE_KEYS_SHOWN: usize = 5;
+
+fn more(keys: &[String]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = keys.iter().take(MORE_KEYS_SHOWN).map(String::as_str).collect();
+    let rest = keys.len().saturating_sub(MORE_KEYS_SHOWN);
+    let tail = if rest > 0 { format!(" and {rest} more") } else { String::new() };
+    format!(" (also: {}{tail})", shown.join(", "))
+}
+
+/// Loads `file` into `vs`, strictly both ways: every model variable must be in the file with the
+/// same shape, and every tensor in the file must be a model variable. BatchNorm's
+/// `num_batches_tracked` buffers are accepted (present or not) next to a BatchNorm that the model
+/// has, since official checkpoints carry them and inference never reads them.
+pub fn load_strict(vs: &mut nn::VarStore, file: &Path, model: &str) -> Result<(), WeightsError> {
+    let tensors = Tensor::read_safetensors(file)
+        .map_err(|e| WeightsError::Read { file: file.to_path_buf(), reason: e.to_string() })?;
+    let vars = vs.variables();
+    let mut unused = Vec::new();
+    let mut found: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in tensors {
+        if let Some(prefix) = name.strip_suffix(".num_batches_tracked") {
+            if vars.contains_key(&format!("{prefix}.running_mean")) {
+                continue;
+            }
+        }
+        if vars.contains_key(&name) {
+            found.insert(name, t);
+        } else {
+            unused.push(name);
+        }
+    }
+    unused.sort();
+    if let Some((key, rest)) = unused.split_first() {
+        return Err(WeightsError::Unused {
+            file: file.to_path_buf(),
+            key: key.clone(),
+            model: model.into(),
+            more: more(rest),
+        });
+    }
+    let missing: Vec<String> = vars.keys().filter(|k| !found.contains_key(*k)).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    if let Some((key, rest)) = missing.split_first() {
+        return Err(WeightsError::Missing {
+            file: file.to_path_buf(),
+            key: key.clone(),
+            model: model.into(),
+            more: more(rest),
+        });
+    }
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let _guard = tch::no_grad_guard();
+    for name in names {
+        let (var, src) = (&vars[name], &found[name]);
+        if var.size() != src.size() {
+            return Err(WeightsError::Shape {
+                file: file.to_path_buf(),
+                key: name.clone(),
+                model: model.into(),
+                found: src.size(),
+                expected: var.size(),
+            });
+        }
+        let src = src.f_to_kind(var.kind()).map_err(|e| WeightsError::Other {
+            file: file.to_path_buf(),
+            reason: format!("key `{name}`: {e}"),
+        })?;
+        var.shallow_clone().copy_(&src);
+    }
+    Ok(())
+}
+
+/// Casts a loaded model to fp16 for `--half`, keeping every BatchNorm (weight, bias and running
+/// statistics) in fp32 as NVIDIA's `model_math='fp16'` does.
+fn to_half_keep_bn(vs: &mut nn::VarStore) {
+    vs.half();
+    let vars = vs.variables();
+    let _guard = tch::no_grad_guard();
+    for name in vars.keys() {
+        let Some(prefix) = name.strip_suffix(".running_mean") else { continue };
+        for suffix in ["weight", "bias", "running_mean", "running_var"] {
+            if let Some(v) = vars.get(&format!("{prefix}.{suffix}")) {
+                let f = v.to_kind(Kind::Float);
+                v.shallow_clone().set_data(&f);
+            }
+        }
+    }
+}
+
+/// Where a model runs and in which precision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    pub device: Device,
+    /// fp16 compute (CUDA only), BatchNorm kept fp32.
+    pub half: bool,
+}
+
+impl Placement {
+    /// Float kind of the network input.
+    pub fn input_kind(&self) -> Kind {
+        if self.half {
+            Kind::Half
+        } else {
+            Kind::Float
+        }
+    }
+}
+
+/// Builds a model in a fresh CPU `VarStore`, loads `file` strictly, then moves it to the placement.
+fn build<M>(file: &Path, model: &str, place: Placement, make: impl FnOnce(&nn::Path) -> M) -> Result<(nn::VarStore, M), WeightsError> {
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let net = make(&vs.root());
+    load_strict(&mut vs, file, model)?;
+    vs.set_device(place.device);
+    if place.half {
+        to_half_keep_bn(&mut vs);
+    }
+    vs.freeze();
+    Ok((vs, net))
+}
+
+/// Raw SSD outputs on the CPU, f32: `locs` N×4×B offsets and `confs` N×C×B logits.
+pub struct RawSsd {
+    pub locs: Tensor,
+    pub confs: Tensor,
+}
+
+/// NVIDIA SSD300 with its default boxes and decoder.
+pub struct Detector {
+    _vs: nn::VarStore,
+    net: ssd::Ssd,
+    pub arch: ssd::SsdArch,
+    pub config: SsdConfig,
+    dboxes: Vec<[f32; 4]>,
+    pub place: Placement,
+    pub file: PathBuf,
+}
+
+impl Detector {
+    /// Loads SSD300 weights (hub keys) from a `.safetensors` file.
+    pub fn load(file: &Path, arch: ssd::SsdArch, place: Placement) -> Result<Self, WeightsError> {
+        let (vs, net) = build(file, "SSD300 detector", place, |p| ssd::Ssd::new(p, &arch))?;
+        let config = SsdConfig::ssd300();
+        let dboxes = config.default_boxes_xywh();
+        Ok(Detector { _vs: vs, net, arch, config, dboxes, place, file: file.to_path_buf() })
+    }
+
+    /// Forward pass in eval mode without autograd; outputs stay on the device, in fp32.
+    fn forward(&self, input: &Tensor) -> (Tensor, Tensor) {
+        let _guard = tch::no_grad_guard();
+        let x = input.to_device(self.place.device).to_kind(self.place.input_kind());
+        let (locs, confs) = self.net.forward_t(&x, false);
+        (locs.to_kind(Kind::Float), confs.to_kind(Kind::Float))
+    }
+
+    /// Raw outputs for N×3×300×300 normalised input (any device/kind; moved as needed).
+    pub fn raw(&self, input: &Tensor) -> RawSsd {
+        let (locs, confs) = self.forward(input);
+        RawSsd { locs: locs.to_device(Device::Cpu), confs: confs.to_device(Device::Cpu) }
+    }
+
+    /// Forward + NVIDIA decoding: per image, detections in descending score order with boxes
+    /// normalised to the input.
+    pub fn detect(&self, input: &Tensor, params: &DecodeParams) -> Vec<Vec<RawDetection>> {
+        let (locs, confs) = self.forward(input);
+        // Softmax over all classes, background included, on the device.
+        let scores = confs.softmax(1, Kind::Float);
+        self.decode(&locs.to_device(Device::Cpu), &scores.to_device(Device::Cpu), params)
+    }
+
+    /// Whether any weight would record gradients (it never should: the store is frozen).
+    pub fn has_trainable_weights(&self) -> bool {
+        any_requires_grad(&self._vs)
+    }
+
+    /// Decodes CPU tensors `locs` N×4×B and softmax `scores` N×C×B.
+    pub fn decode(&self, locs: &Tensor, scores: &Tensor, params: &DecodeParams) -> Vec<Vec<RawDetection>> {
+        let n = locs.size()[0];
+        let c = scores.size()[1] as usize;
+        let locs = Vec::<f32>::try_from(locs.permute([0, 2, 1]).contiguous().view([-1])).unwrap_or_default();
+        let scores = Vec::<f32>::try_from(scores.permute([0, 2, 1]).contiguous().view([-1])).unwrap_or_default();
+        let nb = self.dboxes.len();
+        (0..n as usize)
+            .map(|i| {
+                let l = &locs[i * nb * 4..(i + 1) * nb * 4];
+                let boxes: Vec<[f32; 4]> = self
+                    .dboxes
+                    .iter()
+                    .enumerate()
+                    .map(|(b, d)| {
+                        let o = [l[b * 4], l[b * 4 + 1], l[b * 4 + 2], l[b * 4 + 3]];
+                        boxes::decode_box(o, d, self.config.scale_xy, self.config.scale_wh)
+                    })
+                    .collect();
+                boxes::decode_single(&boxes, &scores[i * nb * c..(i + 1) * nb * c], c, params)
+            })
+            .collect()
+    }
+}
+
+/// One class of a classifier's top-k.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassProb {
+    pub index: usize,
+    pub prob: f32,
+}
+
+/// torchvision ResNet-18 with `num_classes` outputs.
+pub struct Classifier {
+    _vs: nn::VarStore,
+    net: nn::SequentialT,
+    pub num_classes: i64,
+    pub place: Placement,
+    pub file: PathBuf,
+}
+
+impl Classifier {
+    /// Loads ResNet-18 weights (torchvision keys); the class count is read from `fc.bias`.
+    pub fn load(file: &Path, place: Placement) -> Result<Self, WeightsError> {
+        let num_classes = fc_classes(file)?;
+        let (vs, net) = build(file, "ResNet-18 classifier", place, |p| resnet::resnet18(p, num_classes))?;
+        Ok(Classifier { _vs: vs, net, num_classes, place, file: file.to_path_buf() })
+    }
+
+    /// Logits N×classes (CPU, f32) for N×3×224×224 normalised input.
+    pub fn logits(&self, input: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let x = input.to_device(self.place.device).to_kind(self.place.input_kind());
+        self.net.forward_t(&x, false).to_kind(Kind::Float).to_device(Device::Cpu)
+    }
+
+    /// Whether any weight would record gradients (it never should: the store is frozen).
+    pub fn has_trainable_weights(&self) -> bool {
+        any_requires_grad(&self._vs)
+    }
+
+    /// Softmax top-k per image, highest first.
+    pub fn top_k(&self, input: &Tensor, k: usize) -> Vec<Vec<ClassProb>> {
+        let probs = self.logits(input).softmax(1, Kind::Float);
+        let n = probs.size()[0];
+        let k = k.min(self.num_classes as usize) as i64;
+        let (vals, idx) = probs.topk(k, 1, true, true);
+        (0..n)
+            .map(|i| {
+                let v = Vec::<f32>::try_from(vals.get(i)).unwrap_or_default();
+                let ix = Vec::<i64>::try_from(idx.get(i)).unwrap_or_default();
+                ix.into_iter().zip(v).map(|(index, prob)| ClassProb { index: index as usize, prob }).collect()
+            })
+            .collect()
+    }
+}
+
+/// Number of classifier outputs, from the shape of `fc.bias` in the file's safetensors header
+/// (the header alone is read: an 8-byte little-endian length, then JSON).
+fn fc_classes(file: &Path) -> Result<i64, WeightsError> {
+    use std::io::Read;
+    let err = |reason: String| WeightsError::Read { file: file.to_path_buf(), reason };
+    let mut f = std::fs::File::open(file).map_err(|e| err(e.to_string()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| err(format!("no safetensors header: {e}")))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(err(format!("safetensors header of {len} bytes is implausible")));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|e| err(format!("truncated safetensors header: {e}")))?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| err(format!("bad safetensors header: {e}")))?;
+    let Some(shape) = header.get("fc.bias").and_then(|t| t.get("shape")) else {
+        return Err(WeightsError::Missing {
+            file: file.to_path_buf(),
+            key: "fc.bias".into(),
+            model: "ResNet-18 classifier".into(),
+            more: String::new(),
+        });
+    };
+    match shape.as_array().map(|a| a.iter().filter_map(|v| v.as_i64()).collect::<Vec<_>>()).as_deref() {
+        Some(&[n]) if n > 0 => Ok(n),
+        _ => Err(WeightsError::Other { file: file.to_path_buf(), reason: format!("`fc.bias` has shape {shape}, expected [classes]") }),
+    }
+}
+
+/// True when any variable of the store would record gradients.
+fn any_requires_grad(vs: &nn::VarStore) -> bool {
+    vs.variables().values().any(|t| t.requires_grad())
+}

@@ -1,0 +1,74 @@
+//! Atomic writers: every file boxwalk produces is written to a temporary file in the destination
+//! folder and renamed into place, so a crash never leaves a torn output.
+
+use image::{ImageFormat, RgbImage};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// Writes `path` atomically with the bytes `write` produces.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".boxwalk-").suffix(".tmp").tempfile_in(dir)?;
+    {
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        write(&mut w)?;
+        w.flush()?;
+    }
+    tmp.as_file().sync_data()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Encodes `img` in `format` into `w` (JPEG at `jpeg_quality`).
+pub fn encode_image(img: &RgbImage, format: ImageFormat, jpeg_quality: u8, w: &mut dyn Write) -> Result<(), image::ImageError> {
+    match format {
+        ImageFormat::Jpeg => {
+            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(w, jpeg_quality);
+            img.write_with_encoder(enc)
+        }
+        other => {
+            let mut buf = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut buf, other)?;
+            w.write_all(buf.get_ref()).map_err(image::ImageError::IoError)
+        }
+    }
+}
+
+/// Writes the annotated image atomically.
+pub fn write_image(path: &Path, img: &RgbImage, format: ImageFormat, jpeg_quality: u8) -> Result<(), String> {
+    write_atomic(path, |w| encode_image(img, format, jpeg_quality, w).map_err(std::io::Error::other)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("sub/r.json");
+        write_atomic(&p, |w| w.write_all(b"one")).expect("first");
+        write_atomic(&p, |w| w.write_all(b"two")).expect("second");
+        assert_eq!(std::fs::read(&p).expect("read"), b"two");
+        let failed = write_atomic(&p, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("boom"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&p).expect("read"), b"two", "a failed write keeps the old file");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
+    }
+
+    #[test]
+    fn every_output_format_round_trips() {
+        let img = RgbImage::from_pixel(9, 7, image::Rgb([0, 128, 255]));
+        for f in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Tiff, ImageFormat::Gif] {
+            let mut v = Vec::new();
+            encode_image(&img, f, 90, &mut v).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            let back = image::load_from_memory(&v).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            assert_eq!((back.width(), back.height()), (9, 7), "{f:?}");
+        }
+    }
+}

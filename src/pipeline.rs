@@ -1,0 +1,421 @@
+//! Wires the stages of a `detect` run:
+//!
+//! discover → (rayon) decode + preprocess → [bounded channel] → inference thread (owns the models
+//! and the device) → [bounded channel] → (rayon) annotate + encode + atomic write → report.
+//!
+//! Channels hold at most two batches each, so memory stays bounded however many images there
+//! are. A failed image becomes an error entry and the run goes on; results are sorted by path, so
+//! the report does not depend on thread timing.
+
+use crate::annotate::{self, BoxLabel};
+use crate::boxes::RawDetection;
+use crate::config::Config;
+use crate::decode;
+use crate::discover::{self, ImageJob};
+use crate::error::{ImageError, WeightsError};
+use crate::labels;
+use crate::models::{ClassProb, Classifier, Detector, Placement};
+use crate::output;
+use crate::preprocess;
+use crate::report::{self, Class, Counts, Detection, ErrorEntry, ImageEntry, ModelInfo, Report, Timing};
+use image::{ImageFormat, RgbImage};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+/// Why a run could not go on at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    #[error("{0}")]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Discover(#[from] discover::DiscoverError),
+    #[error("{path}: {reason}")]
+    Output { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct Summary {
+    pub report: Report,
+    pub report_path: PathBuf,
+}
+
+/// The loaded models of a run.
+pub struct Models {
+    pub detector: Option<Detector>,
+    pub classifier: Option<Classifier>,
+}
+
+/// Per-stage busy time in nanoseconds, summed over threads.
+#[derive(Default)]
+struct StageTimes {
+    decode: AtomicU64,
+    preprocess: AtomicU64,
+    inference: AtomicU64,
+    annotate: AtomicU64,
+    write: AtomicU64,
+}
+
+fn timed<T>(slot: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let r = f();
+    slot.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    r
+}
+
+fn secs(slot: &AtomicU64) -> f64 {
+    slot.load(Ordering::Relaxed) as f64 / 1e9
+}
+
+/// A decoded image with its network inputs.
+struct Ready {
+    rgb: RgbImage,
+    format: ImageFormat,
+    det_input: Option<Tensor>,
+    cls_input: Option<Tensor>,
+}
+
+/// An image after inference, ready to draw and write.
+struct Inferred {
+    rgb: RgbImage,
+    format: ImageFormat,
+    detections: Option<Vec<Detection>>,
+    classification: Option<Vec<Class>>,
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Loads the models the config asks for.
+pub fn load_models(cfg: &Config) -> Result<Models, FatalError> {
+    cfg.check_weights().map_err(FatalError::Setup)?;
+    let place = Placement { device: cfg.device, half: cfg.half };
+    let detector = cfg
+        .detector_weights
+        .as_deref()
+        .map(|f| Detector::load(f, crate::models::ssd::SsdArch::ssd300_resnet50(), place))
+        .transpose()?;
+    let classifier = cfg.classifier_weights.as_deref().map(|f| Classifier::load(f, place)).transpose()?;
+    Ok(Models { detector, classifier })
+}
+
+/// Name of classifier output `index`: ImageNet names for 1000-way models.
+fn class_name(num_classes: i64, index: usize) -> String {
+    match labels::imagenet().get(index) {
+        Some(n) if num_classes == 1000 => (*n).to_string(),
+        _ => format!("class {index}"),
+    }
+}
+
+fn to_classes(c: &Classifier, probs: Vec<ClassProb>) -> Vec<Class> {
+    probs.into_iter().map(|p| Class { label: class_name(c.num_classes, p.index), index: p.index, prob: p.prob }).collect()
+}
+
+/// Maps decoder output (normalised to the 300×300 input) to report detections in original pixels,
+/// keeping scores above the threshold and the selected classes.
+pub fn to_detections(raw: &[RawDetection], w: u32, h: u32, threshold: f32, classes: Option<&[usize]>) -> Vec<Detection> {
+    let (wf, hf) = (w as f32, h as f32);
+    raw.iter()
+        .filter(|d| d.score > threshold && classes.is_none_or(|c| c.contains(&d.label)))
+        .filter_map(|d| {
+            let class = labels::coco_class(d.label)?;
+            Some(Detection {
+                label: class.name.to_string(),
+                class_index: d.label,
+                coco_id: class.coco_id,
+                score: d.score,
+                bbox: [d.bbox[0] * wf, d.bbox[1] * hf, d.bbox[2] * wf, d.bbox[3] * hf],
+                classification: None,
+            })
+        })
+        .collect()
+}
+
+/// Which network inputs to prepare (the models themselves stay on the inference thread).
+#[derive(Clone, Copy)]
+struct Wanted {
+    detector: bool,
+    classifier: bool,
+}
+
+fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> Result<Ready, ImageError> {
+    let decoded = timed(&times.decode, || decode::decode_file(&job.source, &cfg.limits))?;
+    timed(&times.preprocess, || {
+        let u8_img = preprocess::upload(&decoded.rgb, cfg.device);
+        let det_input = wanted.detector.then(|| preprocess::detector_input(&u8_img));
+        let cls_input = wanted.classifier.then(|| preprocess::classifier_input(&u8_img));
+        Ok(Ready { rgb: decoded.rgb, format: decoded.format, det_input, cls_input })
+    })
+}
+
+/// Runs the models on one batch. A libtorch failure (e.g. out of memory) fails the batch's
+/// images, not the run.
+fn infer_batch(batch: Vec<(ImageJob, Result<Ready, ImageError>)>, cfg: &Config, models: &Models, times: &StageTimes) -> Vec<(ImageJob, Result<Inferred, ImageError>)> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut ready = Vec::with_capacity(batch.len());
+    for (job, r) in batch {
+        match r {
+            Ok(r) => ready.push((job, r)),
+            Err(e) => out.push((job, Err(e))),
+        }
+    }
+    if ready.is_empty() {
+        return out;
+    }
+    let result = timed(&times.inference, || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_models(&ready, cfg, models))));
+    match result {
+        Ok(per_image) => {
+            for ((job, r), (detections, classification)) in ready.into_iter().zip(per_image) {
+                out.push((job, Ok(Inferred { rgb: r.rgb, format: r.format, detections, classification })));
+            }
+        }
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "libtorch error".into());
+            for (job, _) in ready {
+                let path = job.source.clone();
+                out.push((job, Err(ImageError::Inference { path, reason: reason.clone() })));
+            }
+        }
+    }
+    out
+}
+
+type PerImage = (Option<Vec<Detection>>, Option<Vec<Class>>);
+
+fn stack(inputs: impl Iterator<Item = Option<Tensor>>) -> Option<Tensor> {
+    let v: Option<Vec<Tensor>> = inputs.collect();
+    v.map(|v| Tensor::cat(&v, 0))
+}
+
+fn run_models(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec<PerImage> {
+    let mut detections: Vec<Option<Vec<Detection>>> = vec![None; ready.len()];
+    let mut classification: Vec<Option<Vec<Class>>> = vec![None; ready.len()];
+    if let Some(det) = &models.detector {
+        if let Some(x) = stack(ready.iter().map(|(_, r)| r.det_input.as_ref().map(Tensor::shallow_clone))) {
+            for (i, raw) in det.detect(&x, &cfg.decode).into_iter().enumerate() {
+                let (w, h) = ready[i].1.rgb.dimensions();
+                detections[i] = Some(to_detections(&raw, w, h, cfg.threshold, cfg.classes.as_deref()));
+            }
+        }
+    }
+    if let Some(cls) = &models.classifier {
+        if let Some(x) = stack(ready.iter().map(|(_, r)| r.cls_input.as_ref().map(Tensor::shallow_clone))) {
+            for (i, top) in cls.top_k(&x, cfg.top_k).into_iter().enumerate() {
+                classification[i] = Some(to_classes(cls, top));
+            }
+        }
+        if cfg.classify_crops {
+            for (i, (_, r)) in ready.iter().enumerate() {
+                if let Some(dets) = detections[i].as_mut() {
+                    classify_crops(cls, &r.rgb, dets, cfg);
+                }
+            }
+        }
+    }
+    detections.into_iter().zip(classification).collect()
+}
+
+/// Classifies each detection's crop (clamped to the image) with the whole-image preset.
+fn classify_crops(cls: &Classifier, rgb: &RgbImage, dets: &mut [Detection], cfg: &Config) {
+    let (w, h) = rgb.dimensions();
+    let crops: Vec<(usize, Tensor)> = dets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let r = annotate::clamp_box(d.bbox, w, h)?;
+            let crop = image::imageops::crop_imm(rgb, r.left() as u32, r.top() as u32, r.width(), r.height()).to_image();
+            Some((i, preprocess::classifier_input(&preprocess::upload(&crop, cfg.device))))
+        })
+        .collect();
+    for chunk in crops.chunks(cfg.batch_size) {
+        let x = Tensor::cat(&chunk.iter().map(|(_, t)| t.shallow_clone()).collect::<Vec<_>>(), 0);
+        for ((i, _), top) in chunk.iter().zip(cls.top_k(&x, cfg.top_k)) {
+            dets[*i].classification = Some(to_classes(cls, top));
+        }
+    }
+}
+
+/// Output path of a job under OUT (extension changed when `--format` is given) and its format.
+fn output_target(job: &ImageJob, cfg: &Config, decoded_format: ImageFormat) -> (String, ImageFormat) {
+    match cfg.format {
+        Some(f) => {
+            let ext = f.extensions_str().first().copied().unwrap_or("img");
+            let rel = Path::new(&job.out_rel).with_extension(ext);
+            (rel.to_string_lossy().replace('\\', "/"), f)
+        }
+        None => {
+            let f = ImageFormat::from_path(&job.out_rel).ok().filter(|f| f.writing_enabled()).unwrap_or(decoded_format);
+            (job.out_rel.clone(), f)
+        }
+    }
+}
+
+fn banner(classification: &Option<Vec<Class>>) -> Option<String> {
+    classification.as_ref().and_then(|c| c.first()).map(|c| format!("{} {:.2}", c.label, c.prob))
+}
+
+fn write_one(job: ImageJob, result: Result<Inferred, ImageError>, cfg: &Config, times: &StageTimes) -> ImageEntry {
+    let mut entry = ImageEntry {
+        path: job.rel.clone(),
+        root: job.root.to_string_lossy().into_owned(),
+        width: None,
+        height: None,
+        detections: None,
+        classification: None,
+        output: None,
+        error: None,
+    };
+    let inferred = match result {
+        Ok(i) => i,
+        Err(e) => {
+            entry.error = Some(ErrorEntry { kind: e.kind().into(), message: e.to_string() });
+            return entry;
+        }
+    };
+    let Inferred { mut rgb, format, detections, classification } = inferred;
+    entry.width = Some(rgb.width());
+    entry.height = Some(rgb.height());
+    timed(&times.annotate, || {
+        let boxes: Vec<BoxLabel> = detections
+            .iter()
+            .flatten()
+            .map(|d| BoxLabel { class_index: d.class_index, text: format!("{} {:.2}", d.label, d.score), bbox: d.bbox })
+            .collect();
+        annotate::annotate(&mut rgb, &boxes, banner(&classification).as_deref());
+    });
+    entry.detections = detections;
+    entry.classification = classification;
+    let (rel, fmt) = output_target(&job, cfg, format);
+    let written = timed(&times.write, || output::write_image(&cfg.out.join(&rel), &rgb, fmt, cfg.jpeg_quality));
+    match written {
+        Ok(()) => entry.output = Some(rel),
+        Err(reason) => {
+            let e = ImageError::Write { path: cfg.out.join(&rel), reason };
+            entry.error = Some(ErrorEntry { kind: e.kind().into(), message: e.to_string() });
+        }
+    }
+    entry
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Runs `detect` end to end. `on_error` is told about each failed image as it happens.
+pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summary, FatalError> {
+    let started = now_rfc3339();
+    let t0 = Instant::now();
+    let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
+    std::fs::create_dir_all(&cfg.out).map_err(|e| out_err(format!("cannot create output folder: {e}")))?;
+    let (jobs, skipped) = discover::discover(&cfg.inputs, &cfg.out)?;
+
+    tch::set_num_threads(cfg.threads as i32);
+    let t_load = Instant::now();
+    let models = if jobs.is_empty() { Models { detector: None, classifier: None } } else { load_models(cfg)? };
+    let load_models_s = t_load.elapsed().as_secs_f64();
+    let mut model_info = Vec::new();
+    for (role, file) in [("detector", &cfg.detector_weights), ("classifier", &cfg.classifier_weights)] {
+        if let Some(f) = file.as_ref().filter(|_| !jobs.is_empty()) {
+            let sha256 = sha256_file(f).map_err(|e| FatalError::Setup(format!("{}: {e}", f.display())))?;
+            model_info.push(ModelInfo { role: role.into(), file: f.to_string_lossy().into_owned(), sha256 });
+        }
+    }
+
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| FatalError::Setup(e.to_string()))?;
+    let times = StageTimes::default();
+    let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
+        let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Ready, ImageError>)>>(2);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Inferred, ImageError>)>>(2);
+        let (pool, times) = (&pool, &times);
+        let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
+        s.spawn(move || {
+            for chunk in jobs.chunks(cfg.batch_size) {
+                let batch = pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
+                if prep_tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        let writer = s.spawn(move || {
+            let mut entries = Vec::new();
+            for batch in done_rx {
+                let written: Vec<ImageEntry> = pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, cfg, times)).collect());
+                for e in written.iter().filter(|e| e.error.is_some()) {
+                    on_error(e);
+                }
+                entries.extend(written);
+            }
+            entries
+        });
+        for batch in prep_rx {
+            if done_tx.send(infer_batch(batch, cfg, &models, times)).is_err() {
+                break;
+            }
+        }
+        drop(done_tx);
+        writer.join().map_err(|_| FatalError::Setup("the writer thread panicked".into()))
+    })?;
+    entries.sort_by(|a, b| (&a.root, &a.path).cmp(&(&b.root, &b.path)));
+
+    let failed = entries.iter().filter(|e| e.error.is_some()).count();
+    let counts = Counts { images: entries.len(), ok: entries.len() - failed, failed, skipped: skipped.len() };
+    let report = Report {
+        schema: report::SCHEMA.into(),
+        tool: report::Tool { name: "boxwalk".into(), version: env!("CARGO_PKG_VERSION").into() },
+        started,
+        finished: now_rfc3339(),
+        device: device_name(cfg.device),
+        options: report::Options {
+            threshold: cfg.threshold,
+            max_detections: cfg.decode.max_output,
+            classes: cfg.class_names.clone(),
+            top_k: cfg.top_k,
+            classify_crops: cfg.classify_crops,
+            detect: cfg.detector_weights.is_some(),
+            classify: cfg.classifier_weights.is_some(),
+            half: cfg.half,
+            batch_size: cfg.batch_size,
+            format: cfg.format.and_then(|f| f.extensions_str().first().map(|s| s.to_string())),
+            jpeg_quality: cfg.jpeg_quality,
+        },
+        models: model_info,
+        counts,
+        timing: Timing {
+            total_s: t0.elapsed().as_secs_f64(),
+            load_models_s,
+            decode_s: secs(&times.decode),
+            preprocess_s: secs(&times.preprocess),
+            inference_s: secs(&times.inference),
+            annotate_s: secs(&times.annotate),
+            write_s: secs(&times.write),
+        },
+        images: entries,
+    };
+    let report_path = cfg.out.join("report.json");
+    output::write_atomic(&report_path, |w| serde_json::to_writer_pretty(&mut *w, &report).map_err(std::io::Error::other))
+        .map_err(|e| FatalError::Output { path: report_path.clone(), reason: e.to_string() })?;
+    Ok(Summary { report, report_path })
+}

@@ -1,0 +1,125 @@
+//! The run report (`OUT/report.json`): serde types only, versioned by `schema`. Field names are
+//! part of the contract; add fields, never rename them without bumping the schema.
+
+use serde::{Deserialize, Serialize};
+
+/// Schema tag of this report version.
+pub const SCHEMA: &str = "boxwalk.report/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema: String,
+    pub tool: Tool,
+    /// RFC 3339 UTC times.
+    pub started: String,
+    pub finished: String,
+    /// Device the models ran on, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    pub options: Options,
+    pub models: Vec<ModelInfo>,
+    pub counts: Counts,
+    pub timing: Timing,
+    /// Sorted by (`root`, `path`).
+    pub images: Vec<ImageEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+/// The options that change results.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Options {
+    pub threshold: f32,
+    pub max_detections: usize,
+    pub classes: Option<Vec<String>>,
+    pub top_k: usize,
+    pub classify_crops: bool,
+    pub detect: bool,
+    pub classify: bool,
+    pub half: bool,
+    pub batch_size: usize,
+    pub format: Option<String>,
+    pub jpeg_quality: u8,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    /// `detector` or `classifier`.
+    pub role: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counts {
+    pub images: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// Wall time of the run and time spent per stage (summed over worker threads).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timing {
+    pub total_s: f64,
+    pub load_models_s: f64,
+    pub decode_s: f64,
+    pub preprocess_s: f64,
+    pub inference_s: f64,
+    pub annotate_s: f64,
+    pub write_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageEntry {
+    /// Path relative to `root`, `/`-separated.
+    pub path: String,
+    /// The input (file's folder or the folder given) this path is relative to.
+    pub root: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Present when the detector ran; empty means "processed, nothing found".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detections: Option<Vec<Detection>>,
+    /// Whole-image top-k, when the classifier ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Vec<Class>>,
+    /// Annotated copy, relative to the output folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Detection {
+    pub label: String,
+    /// SSD class index, 1..=80.
+    pub class_index: usize,
+    pub coco_id: u32,
+    pub score: f32,
+    /// `[x1, y1, x2, y2]` in original pixels (after EXIF orientation), not clipped.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// Top-k of the classifier on this box's crop (`--classify-crops`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Vec<Class>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Class {
+    pub label: String,
+    pub index: usize,
+    pub prob: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorEntry {
+    pub kind: String,
+    pub message: String,
+}
