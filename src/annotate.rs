@@ -178,7 +178,10 @@ mod tests {
         annotate(&mut img, &[], Some("golden retriever 0.88"));
         assert_eq!(*img.get_pixel(255, 255), Rgb([20, 20, 20]));
         assert_eq!(*img.get_pixel(128, 10), Rgb([128, 128, 128]));
-        let text_pixels = (0..256).flat_map(|x| (236..256).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0[0] > 200).count();
+        let text_pixels = (0..256)
+            .flat_map(|x| (236..256).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[0] > 200)
+            .count();
         assert!(text_pixels > 20, "white text in the banner: {text_pixels}");
     }
 

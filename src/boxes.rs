@@ -48,11 +48,7 @@ impl SsdConfig {
 
     /// Total number of default boxes (8732 for SSD300).
     pub fn num_boxes(&self) -> usize {
-        self.feat_size
-            .iter()
-            .zip(self.num_defaults())
-            .map(|(f, n)| f * f * n)
-            .sum()
+        self.feat_size.iter().zip(self.num_defaults()).map(|(f, n)| f * f * n).sum()
     }
 
     /// Default boxes as clamped `[cx, cy, w, h]`, in NVIDIA's order: map → size → row → column.
@@ -159,10 +155,8 @@ pub fn nms(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
 pub fn decode_single(boxes: &[[f32; 4]], scores: &[f32], num_classes: usize, p: &DecodeParams) -> Vec<RawDetection> {
     let mut out = Vec::new();
     for label in 1..num_classes {
-        let mut cand: Vec<(f32, usize)> = (0..boxes.len())
-            .map(|b| (scores[b * num_classes + label], b))
-            .filter(|(s, _)| *s > p.min_score)
-            .collect();
+        let mut cand: Vec<(f32, usize)> =
+            (0..boxes.len()).map(|b| (scores[b * num_classes + label], b)).filter(|(s, _)| *s > p.min_score).collect();
         cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         cand.truncate(p.per_class_top);
         let cand_boxes: Vec<[f32; 4]> = cand.iter().map(|&(_, b)| boxes[b]).collect();

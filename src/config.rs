@@ -77,7 +77,12 @@ pub fn parse_device(s: &str) -> Result<Device, UsageError> {
 pub fn parse_format(s: &str) -> Result<ImageFormat, UsageError> {
     let f = ImageFormat::from_extension(s).ok_or_else(|| UsageError(format!("--format {s}: unknown image format")))?;
     match f {
-        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Gif => Ok(f),
+        ImageFormat::Jpeg
+        | ImageFormat::Png
+        | ImageFormat::WebP
+        | ImageFormat::Bmp
+        | ImageFormat::Tiff
+        | ImageFormat::Gif => Ok(f),
         _ => Err(UsageError(format!("--format {s}: cannot write this format; use jpeg, png, webp, bmp, tiff or gif"))),
     }
 }
@@ -114,8 +119,11 @@ impl Config {
                 names
                     .iter()
                     .map(|n| {
-                        labels::coco_label(n.trim())
-                            .ok_or_else(|| UsageError(format!("--classes: `{n}` is not a COCO class name (e.g. person, dog, traffic light)")))
+                        labels::coco_label(n.trim()).ok_or_else(|| {
+                            UsageError(format!(
+                                "--classes: `{n}` is not a COCO class name (e.g. person, dog, traffic light)"
+                            ))
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
@@ -125,7 +133,8 @@ impl Config {
             return Err(UsageError("--half needs a CUDA device (fp16 convolutions are not supported on CPU)".into()));
         }
         let format = a.format.as_deref().map(parse_format).transpose()?;
-        let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+        let threads =
+            a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
         Ok(Config {
             inputs: a.inputs,
             out: a.out,
@@ -135,8 +144,10 @@ impl Config {
             class_names: a.classes,
             top_k: a.top_k,
             classify_crops: a.classify_crops,
-            detector_weights: (!a.no_detect).then(|| a.detector_weights.unwrap_or_else(|| model_store().join(DETECTOR_FILE))),
-            classifier_weights: (!a.no_classify).then(|| a.classifier_weights.unwrap_or_else(|| model_store().join(CLASSIFIER_FILE))),
+            detector_weights: (!a.no_detect)
+                .then(|| a.detector_weights.unwrap_or_else(|| model_store().join(DETECTOR_FILE))),
+            classifier_weights: (!a.no_classify)
+                .then(|| a.classifier_weights.unwrap_or_else(|| model_store().join(CLASSIFIER_FILE))),
             device,
             batch_size: a.batch_size,
             half: a.half,

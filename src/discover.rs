@@ -29,6 +29,20 @@ pub struct ImageJob {
     pub out_rel: String,
 }
 
+/// A path under an input that could not be walked (e.g. an unreadable folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What discovery found.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub jobs: Vec<ImageJob>,
+    pub skipped: Vec<Skipped>,
+}
+
 /// A problem with an input as given on the command line.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -72,7 +86,7 @@ fn prefixes(inputs: &[PathBuf]) -> Vec<String> {
 /// Walks `inputs` and returns the image jobs in order (inputs in the order given, each sorted).
 /// `out_dir` (which should exist) is excluded. A file named explicitly is taken whatever its
 /// extension. Walk errors inside a folder (unreadable subfolders) are returned as `skipped`.
-pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<(Vec<ImageJob>, Vec<(PathBuf, String)>), DiscoverError> {
+pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<Discovered, DiscoverError> {
     let out_canon = out_dir.canonicalize().ok();
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
@@ -88,14 +102,15 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<(Vec<ImageJob>, Ve
             continue;
         }
         let walker = WalkDir::new(input).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
-            !(e.file_type().is_dir() && out_canon.as_ref().is_some_and(|o| e.path().canonicalize().ok().as_ref() == Some(o)))
+            !(e.file_type().is_dir()
+                && out_canon.as_ref().is_some_and(|o| e.path().canonicalize().ok().as_ref() == Some(o)))
         });
         for entry in walker {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
                     let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| input.clone());
-                    skipped.push((path, e.to_string()));
+                    skipped.push(Skipped { path, reason: e.to_string() });
                     continue;
                 }
             };
@@ -107,11 +122,16 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<(Vec<ImageJob>, Ve
                 continue;
             }
             let rel = slash_path(rel);
-            jobs.push(ImageJob { source: entry.path().to_path_buf(), root: input.clone(), out_rel: format!("{prefix}{rel}"), rel });
+            jobs.push(ImageJob {
+                source: entry.path().to_path_buf(),
+                root: input.clone(),
+                out_rel: format!("{prefix}{rel}"),
+                rel,
+            });
         }
     }
     dedupe_outputs(&mut jobs);
-    Ok((jobs, skipped))
+    Ok(Discovered { jobs, skipped })
 }
 
 /// Gives every job a distinct `out_rel` (case-insensitively, for case-folding file systems).
@@ -149,7 +169,7 @@ mod tests {
             touch(&root.join(f));
         }
         let out = root.join("out");
-        let (jobs, skipped) = discover(&[root.clone()], &out).expect("discover");
+        let Discovered { jobs, skipped } = discover(std::slice::from_ref(&root), &out).expect("discover");
         let rels: Vec<_> = jobs.iter().map(|j| j.out_rel.as_str()).collect();
         assert_eq!(rels, vec!["a/img1.jpg", "a/z.PNG", "b/img1.jpg", "c.webp"]);
         assert!(skipped.is_empty());
@@ -164,7 +184,7 @@ mod tests {
         let (f1, f2) = (d.path().join("f/one.gif"), d.path().join("g/one.gif"));
         touch(&f1);
         touch(&f2);
-        let (jobs, _) = discover(&[x, y, f1, f2], &d.path().join("out")).expect("discover");
+        let jobs = discover(&[x, y, f1, f2], &d.path().join("out")).expect("discover").jobs;
         let rels: Vec<_> = jobs.iter().map(|j| j.out_rel.as_str()).collect();
         assert_eq!(rels, vec!["photos/1.jpg", "photos-2/1.jpg", "one.gif", "one-2.gif"]);
         assert_eq!(jobs[1].rel, "1.jpg");

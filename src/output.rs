@@ -21,7 +21,12 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
 }
 
 /// Encodes `img` in `format` into `w` (JPEG at `jpeg_quality`).
-pub fn encode_image(img: &RgbImage, format: ImageFormat, jpeg_quality: u8, w: &mut dyn Write) -> Result<(), image::ImageError> {
+pub fn encode_image(
+    img: &RgbImage,
+    format: ImageFormat,
+    jpeg_quality: u8,
+    w: &mut dyn Write,
+) -> Result<(), image::ImageError> {
     match format {
         ImageFormat::Jpeg => {
             let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(w, jpeg_quality);
@@ -37,7 +42,8 @@ pub fn encode_image(img: &RgbImage, format: ImageFormat, jpeg_quality: u8, w: &m
 
 /// Writes the annotated image atomically.
 pub fn write_image(path: &Path, img: &RgbImage, format: ImageFormat, jpeg_quality: u8) -> Result<(), String> {
-    write_atomic(path, |w| encode_image(img, format, jpeg_quality, w).map_err(std::io::Error::other)).map_err(|e| e.to_string())
+    write_atomic(path, |w| encode_image(img, format, jpeg_quality, w).map_err(std::io::Error::other))
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -57,14 +63,22 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(std::fs::read(&p).expect("read"), b"two", "a failed write keeps the old file");
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path().join("sub")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
     }
 
     #[test]
     fn every_output_format_round_trips() {
         let img = RgbImage::from_pixel(9, 7, image::Rgb([0, 128, 255]));
-        for f in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Tiff, ImageFormat::Gif] {
+        for f in [
+            ImageFormat::Jpeg,
+            ImageFormat::Png,
+            ImageFormat::WebP,
+            ImageFormat::Bmp,
+            ImageFormat::Tiff,
+            ImageFormat::Gif,
+        ] {
             let mut v = Vec::new();
             encode_image(&img, f, 90, &mut v).unwrap_or_else(|e| panic!("{f:?}: {e}"));
             let back = image::load_from_memory(&v).unwrap_or_else(|e| panic!("{f:?}: {e}"));

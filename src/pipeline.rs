@@ -17,7 +17,7 @@ use crate::labels;
 use crate::models::{ClassProb, Classifier, Detector, Placement};
 use crate::output;
 use crate::preprocess;
-use crate::report::{self, Class, Counts, Detection, ErrorEntry, ImageEntry, ModelInfo, Report, Timing};
+use crate::report::{self, Class, Counts, Detection, ErrorEntry, ImageEntry, ModelInfo, Report, SkippedEntry, Timing};
 use image::{ImageFormat, RgbImage};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -119,12 +119,21 @@ fn class_name(num_classes: i64, index: usize) -> String {
 }
 
 fn to_classes(c: &Classifier, probs: Vec<ClassProb>) -> Vec<Class> {
-    probs.into_iter().map(|p| Class { label: class_name(c.num_classes, p.index), index: p.index, prob: p.prob }).collect()
+    probs
+        .into_iter()
+        .map(|p| Class { label: class_name(c.num_classes, p.index), index: p.index, prob: p.prob })
+        .collect()
 }
 
 /// Maps decoder output (normalised to the 300×300 input) to report detections in original pixels,
 /// keeping scores above the threshold and the selected classes.
-pub fn to_detections(raw: &[RawDetection], w: u32, h: u32, threshold: f32, classes: Option<&[usize]>) -> Vec<Detection> {
+pub fn to_detections(
+    raw: &[RawDetection],
+    w: u32,
+    h: u32,
+    threshold: f32,
+    classes: Option<&[usize]>,
+) -> Vec<Detection> {
     let (wf, hf) = (w as f32, h as f32);
     raw.iter()
         .filter(|d| d.score > threshold && classes.is_none_or(|c| c.contains(&d.label)))
@@ -161,7 +170,12 @@ fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> 
 
 /// Runs the models on one batch. A libtorch failure (e.g. out of memory) fails the batch's
 /// images, not the run.
-fn infer_batch(batch: Vec<(ImageJob, Result<Ready, ImageError>)>, cfg: &Config, models: &Models, times: &StageTimes) -> Vec<(ImageJob, Result<Inferred, ImageError>)> {
+fn infer_batch(
+    batch: Vec<(ImageJob, Result<Ready, ImageError>)>,
+    cfg: &Config,
+    models: &Models,
+    times: &StageTimes,
+) -> Vec<(ImageJob, Result<Inferred, ImageError>)> {
     let mut out = Vec::with_capacity(batch.len());
     let mut ready = Vec::with_capacity(batch.len());
     for (job, r) in batch {
@@ -173,7 +187,9 @@ fn infer_batch(batch: Vec<(ImageJob, Result<Ready, ImageError>)>, cfg: &Config, 
     if ready.is_empty() {
         return out;
     }
-    let result = timed(&times.inference, || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_models(&ready, cfg, models))));
+    let result = timed(&times.inference, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_models(&ready, cfg, models)))
+    });
     match result {
         Ok(per_image) => {
             for ((job, r), (detections, classification)) in ready.into_iter().zip(per_image) {
@@ -238,7 +254,8 @@ fn classify_crops(cls: &Classifier, rgb: &RgbImage, dets: &mut [Detection], cfg:
         .enumerate()
         .filter_map(|(i, d)| {
             let r = annotate::clamp_box(d.bbox, w, h)?;
-            let crop = image::imageops::crop_imm(rgb, r.left() as u32, r.top() as u32, r.width(), r.height()).to_image();
+            let crop =
+                image::imageops::crop_imm(rgb, r.left() as u32, r.top() as u32, r.width(), r.height()).to_image();
             Some((i, preprocess::classifier_input(&preprocess::upload(&crop, cfg.device))))
         })
         .collect();
@@ -330,7 +347,7 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
     let t0 = Instant::now();
     let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
     std::fs::create_dir_all(&cfg.out).map_err(|e| out_err(format!("cannot create output folder: {e}")))?;
-    let (jobs, skipped) = discover::discover(&cfg.inputs, &cfg.out)?;
+    let discover::Discovered { jobs, skipped } = discover::discover(&cfg.inputs, &cfg.out)?;
 
     tch::set_num_threads(cfg.threads as i32);
     let t_load = Instant::now();
@@ -344,7 +361,10 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         }
     }
 
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().map_err(|e| FatalError::Setup(e.to_string()))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .map_err(|e| FatalError::Setup(e.to_string()))?;
     let times = StageTimes::default();
     let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
         let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Ready, ImageError>)>>(2);
@@ -353,7 +373,8 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
         s.spawn(move || {
             for chunk in jobs.chunks(cfg.batch_size) {
-                let batch = pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
+                let batch =
+                    pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
                 if prep_tx.send(batch).is_err() {
                     break;
                 }
@@ -362,7 +383,8 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         let writer = s.spawn(move || {
             let mut entries = Vec::new();
             for batch in done_rx {
-                let written: Vec<ImageEntry> = pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, cfg, times)).collect());
+                let written: Vec<ImageEntry> =
+                    pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, cfg, times)).collect());
                 for e in written.iter().filter(|e| e.error.is_some()) {
                     on_error(e);
                 }
@@ -413,9 +435,15 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
             write_s: secs(&times.write),
         },
         images: entries,
+        skipped: skipped
+            .into_iter()
+            .map(|s| SkippedEntry { path: s.path.to_string_lossy().into_owned(), reason: s.reason })
+            .collect(),
     };
     let report_path = cfg.out.join("report.json");
-    output::write_atomic(&report_path, |w| serde_json::to_writer_pretty(&mut *w, &report).map_err(std::io::Error::other))
-        .map_err(|e| FatalError::Output { path: report_path.clone(), reason: e.to_string() })?;
+    output::write_atomic(&report_path, |w| {
+        serde_json::to_writer_pretty(&mut *w, &report).map_err(std::io::Error::other)
+    })
+    .map_err(|e| FatalError::Output { path: report_path.clone(), reason: e.to_string() })?;
     Ok(Summary { report, report_path })
 }

@@ -21,6 +21,14 @@ pub struct Report {
     pub timing: Timing,
     /// Sorted by (`root`, `path`).
     pub images: Vec<ImageEntry>,
+    /// Paths under the inputs that could not be walked.
+    pub skipped: Vec<SkippedEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SkippedEntry {
+    pub path: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -57,7 +57,8 @@ pub fn load_strict(vs: &mut nn::VarStore, file: &Path, model: &str) -> Result<()
             more: more(rest),
         });
     }
-    let missing: Vec<String> = vars.keys().filter(|k| !found.contains_key(*k)).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let missing: Vec<String> =
+        vars.keys().filter(|k| !found.contains_key(*k)).cloned().collect::<BTreeSet<_>>().into_iter().collect();
     if let Some((key, rest)) = missing.split_first() {
         return Err(WeightsError::Missing {
             file: file.to_path_buf(),
@@ -80,10 +81,9 @@ pub fn load_strict(vs: &mut nn::VarStore, file: &Path, model: &str) -> Result<()
                 expected: var.size(),
             });
         }
-        let src = src.f_to_kind(var.kind()).map_err(|e| WeightsError::Other {
-            file: file.to_path_buf(),
-            reason: format!("key `{name}`: {e}"),
-        })?;
+        let src = src
+            .f_to_kind(var.kind())
+            .map_err(|e| WeightsError::Other { file: file.to_path_buf(), reason: format!("key `{name}`: {e}") })?;
         var.shallow_clone().copy_(&src);
     }
     Ok(())
@@ -126,7 +126,12 @@ impl Placement {
 }
 
 /// Builds a model in a fresh CPU `VarStore`, loads `file` strictly, then moves it to the placement.
-fn build<M>(file: &Path, model: &str, place: Placement, make: impl FnOnce(&nn::Path) -> M) -> Result<(nn::VarStore, M), WeightsError> {
+fn build<M>(
+    file: &Path,
+    model: &str,
+    place: Placement,
+    make: impl FnOnce(&nn::Path) -> M,
+) -> Result<(nn::VarStore, M), WeightsError> {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = make(&vs.root());
     load_strict(&mut vs, file, model)?;
@@ -283,7 +288,8 @@ fn fc_classes(file: &Path) -> Result<i64, WeightsError> {
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).map_err(|e| err(format!("truncated safetensors header: {e}")))?;
-    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| err(format!("bad safetensors header: {e}")))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| err(format!("bad safetensors header: {e}")))?;
     let Some(shape) = header.get("fc.bias").and_then(|t| t.get("shape")) else {
         return Err(WeightsError::Missing {
             file: file.to_path_buf(),
@@ -294,7 +300,10 @@ fn fc_classes(file: &Path) -> Result<i64, WeightsError> {
     };
     match shape.as_array().map(|a| a.iter().filter_map(|v| v.as_i64()).collect::<Vec<_>>()).as_deref() {
         Some(&[n]) if n > 0 => Ok(n),
-        _ => Err(WeightsError::Other { file: file.to_path_buf(), reason: format!("`fc.bias` has shape {shape}, expected [classes]") }),
+        _ => Err(WeightsError::Other {
+            file: file.to_path_buf(),
+            reason: format!("`fc.bias` has shape {shape}, expected [classes]"),
+        }),
     }
 }
 

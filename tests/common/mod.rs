@@ -1,0 +1,75 @@
+//! Shared helpers for the end-to-end and parity tests.
+#![allow(dead_code)]
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's python: `$BOXWALK_PYTHON` (set by `make test`), else whatever `scripts/venv.sh`
+/// creates or reuses.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("BOXWALK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(repo().join("scripts/venv.sh")).output().expect("run scripts/venv.sh");
+    assert!(out.status.success(), "scripts/venv.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/python")
+}
+
+/// The parity fixtures written by `tests/reference/make_reference.py`, regenerated whenever the
+/// reference scripts change (keyed by their hash). Safe to call from parallel tests and from
+/// several test binaries at once (a lock file serialises generation).
+pub fn reference() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let scripts = ["make_reference.py", "ssd_reference.py"];
+        let mut h = Sha256::new();
+        for s in scripts {
+            h.update(std::fs::read(repo().join("tests/reference").join(s)).expect("read reference script"));
+        }
+        let key = format!("{:x}", h.finalize());
+        let dir = repo().join("target/parity").join(&key[..16]);
+        let done = dir.join("done");
+        if done.exists() {
+            return dir;
+        }
+        std::fs::create_dir_all(&dir).expect("mkdir target/parity");
+        let lock = std::fs::File::create(dir.with_extension("lock")).expect("lock file");
+        lock.lock().expect("lock");
+        if !done.exists() {
+            let out = Command::new(python())
+                .arg(repo().join("tests/reference/make_reference.py"))
+                .arg(&dir)
+                .output()
+                .expect("run the Python reference");
+            assert!(
+                out.status.success(),
+                "tests/reference/make_reference.py failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::write(&done, &out.stdout).expect("write done stamp");
+        }
+        dir
+    })
+}
+
+/// The built binary.
+pub fn boxwalk() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_boxwalk"))
+}
+
+/// Runs boxwalk and returns (exit code, stdout, stderr).
+pub fn run(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = boxwalk().args(args).output().expect("run boxwalk");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,244 @@
+//! Parity with the Python reference (`tests/reference/`): torchvision-built models with
+//! deterministic random weights under the official keys, the same preprocessing ops, and NVIDIA's
+//! decoding re-stated in Python. boxwalk must match its preprocessed inputs, raw outputs,
+//! detections and top-5, both through the library and through the real CLI and report.
+
+mod common;
+
+use boxwalk::boxes::DecodeParams;
+use boxwalk::models::{ssd::SsdArch, Classifier, Detector, Placement};
+use boxwalk::{decode, preprocess};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tch::{Device, Tensor};
+
+const CPU: Placement = Placement { device: Device::Cpu, half: false };
+
+struct Fixture {
+    dir: PathBuf,
+    expected: Value,
+    tensors: HashMap<String, Tensor>,
+}
+
+fn fixture() -> Fixture {
+    let dir = common::reference().to_path_buf();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).expect("expected.json")).expect("json");
+    let tensors =
+        Tensor::read_safetensors(dir.join("expected.safetensors")).expect("expected.safetensors").into_iter().collect();
+    Fixture { dir, expected, tensors }
+}
+
+impl Fixture {
+    fn images(&self) -> &Vec<Value> {
+        self.expected["images"].as_array().expect("images")
+    }
+    fn t(&self, key: &str, what: &str) -> &Tensor {
+        &self.tensors[&format!("{key}.{what}")]
+    }
+    fn detector(&self) -> Detector {
+        Detector::load(&self.dir.join("ssd300.safetensors"), SsdArch::ssd300_resnet50(), CPU).expect("load detector")
+    }
+    fn classifier(&self) -> Classifier {
+        Classifier::load(&self.dir.join("resnet18.safetensors"), CPU).expect("load classifier")
+    }
+    /// Decodes and preprocesses one reference image with boxwalk's own code.
+    fn our_inputs(&self, im: &Value) -> (Tensor, Tensor) {
+        let path = self.dir.join("images").join(im["file"].as_str().expect("file"));
+        let d = decode::decode_file(&path, &decode::Limits::default()).expect("decode");
+        let u8_img = preprocess::upload(&d.rgb, Device::Cpu);
+        (preprocess::detector_input(&u8_img), preprocess::classifier_input(&u8_img))
+    }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn preprocessing_matches_the_reference_ops() {
+    let f = fixture();
+    for im in f.images() {
+        let key = im["key"].as_str().expect("key");
+        let (det, cls) = f.our_inputs(im);
+        let dd = max_abs_diff(&det, f.t(key, "det_input"));
+        let dc = max_abs_diff(&cls, f.t(key, "cls_input"));
+        assert!(dd <= 1e-5, "{key}: detector input differs by {dd}");
+        assert!(dc <= 1e-5, "{key}: classifier input differs by {dc}");
+    }
+}
+
+#[test]
+fn raw_outputs_match_within_1e_4() {
+    let f = fixture();
+    let (det, cls) = (f.detector(), f.classifier());
+    for im in f.images() {
+        let key = im["key"].as_str().expect("key");
+        let raw = det.raw(f.t(key, "det_input"));
+        assert_eq!(raw.locs.size(), vec![1, 4, 8732]);
+        assert_eq!(raw.confs.size(), vec![1, 81, 8732]);
+        let dl = max_abs_diff(&raw.locs, f.t(key, "locs"));
+        let dc = max_abs_diff(&raw.confs, f.t(key, "confs"));
+        let dg = max_abs_diff(&cls.logits(f.t(key, "cls_input")), f.t(key, "logits"));
+        assert!(dl <= 1e-4 && dc <= 1e-4 && dg <= 1e-4, "{key}: locs {dl}, confs {dc}, logits {dg}");
+    }
+}
+
+/// Expected detections of one image in pixels: (label, score, box).
+fn expected_dets(im: &Value, min_score: f64) -> Vec<(u64, f64, [f64; 4])> {
+    let (w, h) = (im["width"].as_f64().expect("w"), im["height"].as_f64().expect("h"));
+    im["detections"]
+        .as_array()
+        .expect("detections")
+        .iter()
+        .filter(|d| d["score"].as_f64().expect("score") > min_score)
+        .map(|d| {
+            let b: Vec<f64> = d["box"].as_array().expect("box").iter().map(|v| v.as_f64().expect("coord")).collect();
+            (
+                d["label"].as_u64().expect("label"),
+                d["score"].as_f64().expect("score"),
+                [b[0] * w, b[1] * h, b[2] * w, b[3] * h],
+            )
+        })
+        .collect()
+}
+
+/// Asserts two detection lists are the same set: same label, score within 1e-4, box within 0.05 px.
+fn assert_same_detections(what: &str, ours: &[(u64, f64, [f64; 4])], theirs: &[(u64, f64, [f64; 4])]) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: {} detections, reference has {}", ours.len(), theirs.len());
+    let mut used = vec![false; ours.len()];
+    for (label, score, bx) in theirs {
+        let hit = ours.iter().enumerate().position(|(i, (l, s, b))| {
+            !used[i] && l == label && (s - score).abs() <= 1e-4 && b.iter().zip(bx).all(|(p, q)| (p - q).abs() <= 0.05)
+        });
+        match hit {
+            Some(i) => used[i] = true,
+            None => panic!("{what}: reference detection label {label} score {score} box {bx:?} not found in ours"),
+        }
+    }
+    assert!(ours.windows(2).all(|w| w[0].1 >= w[1].1), "{what}: not in descending score order");
+}
+
+#[test]
+fn detections_and_top5_match_the_reference() {
+    let f = fixture();
+    let (det, cls) = (f.detector(), f.classifier());
+    let mut total = 0;
+    for im in f.images() {
+        let key = im["key"].as_str().expect("key");
+        let (w, h) = (im["width"].as_f64().expect("w"), im["height"].as_f64().expect("h"));
+        let (det_in, cls_in) = f.our_inputs(im);
+        let ours: Vec<_> = det.detect(&det_in, &DecodeParams::default())[0]
+            .iter()
+            .map(|d| {
+                let b = d.bbox.map(f64::from);
+                (d.label as u64, f64::from(d.score), [b[0] * w, b[1] * h, b[2] * w, b[3] * h])
+            })
+            .collect();
+        let theirs = expected_dets(im, 0.0);
+        total += theirs.len();
+        assert_same_detections(key, &ours, &theirs);
+
+        let top = &cls.top_k(&cls_in, 5)[0];
+        let want = im["top5"].as_array().expect("top5");
+        assert_eq!(top.len(), 5);
+        for (o, t) in top.iter().zip(want) {
+            assert_eq!(o.index as u64, t["index"].as_u64().expect("index"), "{key}: top-5 order");
+            assert!((f64::from(o.prob) - t["prob"].as_f64().expect("prob")).abs() <= 1e-4, "{key}: top-5 prob");
+        }
+    }
+    assert!(total > 100, "the fixture should exercise the decoder ({total} detections)");
+}
+
+#[test]
+fn results_do_not_depend_on_the_batch_and_no_training_state_leaks() {
+    let f = fixture();
+    let det = f.detector();
+    let cls = f.classifier();
+    assert!(!det.has_trainable_weights() && !cls.has_trainable_weights(), "weights must be frozen");
+    let keys: Vec<&str> = f.images().iter().take(3).map(|im| im["key"].as_str().expect("key")).collect();
+    let batch = Tensor::cat(&keys.iter().map(|k| f.t(k, "det_input").shallow_clone()).collect::<Vec<_>>(), 0);
+    // Twice, in a batch: train-mode BatchNorm would use batch statistics and update running ones.
+    for _ in 0..2 {
+        let raw = det.raw(&batch);
+        assert!(!raw.locs.requires_grad() && !raw.confs.requires_grad(), "autograd must be off");
+        for (i, k) in keys.iter().enumerate() {
+            let d = max_abs_diff(&raw.confs.get(i as i64).unsqueeze(0), f.t(k, "confs"));
+            assert!(d <= 1e-4, "{k} in a batch of {}: confs differ by {d}", keys.len());
+        }
+    }
+    let logits =
+        cls.logits(&Tensor::cat(&keys.iter().map(|k| f.t(k, "cls_input").shallow_clone()).collect::<Vec<_>>(), 0));
+    assert!(!logits.requires_grad());
+    for (i, k) in keys.iter().enumerate() {
+        assert!(max_abs_diff(&logits.get(i as i64).unsqueeze(0), f.t(k, "logits")) <= 1e-4, "{k}: logits in a batch");
+    }
+}
+
+#[test]
+fn the_cli_report_matches_the_reference() {
+    let f = fixture();
+    let out = tempfile::tempdir().expect("tempdir");
+    let d = &f.dir;
+    let args: Vec<std::ffi::OsString> = vec![
+        "detect".into(),
+        d.join("images").into(),
+        "--out".into(),
+        out.path().into(),
+        "--detector-weights".into(),
+        d.join("ssd300.safetensors").into(),
+        "--classifier-weights".into(),
+        d.join("resnet18.safetensors").into(),
+        "--device".into(),
+        "cpu".into(),
+        "--batch-size".into(),
+        "4".into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (code, stdout, stderr) = common::run(&args);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).expect("report")).expect("json");
+    assert_eq!(report["schema"], "boxwalk.report/1");
+    let entries = report["images"].as_array().expect("images");
+    assert_eq!(entries.len(), f.images().len());
+    let mut drawn = 0;
+    for im in f.images() {
+        let file = im["file"].as_str().expect("file");
+        let e = entries.iter().find(|e| e["path"] == file).unwrap_or_else(|| panic!("{file} missing from the report"));
+        assert_eq!(e["width"], im["width"]);
+        assert_eq!(e["height"], im["height"]);
+        let ours: Vec<_> = e["detections"]
+            .as_array()
+            .expect("detections")
+            .iter()
+            .map(|d| {
+                let b: Vec<f64> = d["box"].as_array().expect("box").iter().map(|v| v.as_f64().expect("c")).collect();
+                let label = d["class_index"].as_u64().expect("class_index");
+                let name = boxwalk::labels::coco_class(label as usize).expect("class").name;
+                assert_eq!(d["label"], name);
+                (label, d["score"].as_f64().expect("score"), [b[0], b[1], b[2], b[3]])
+            })
+            .collect();
+        drawn += ours.len();
+        assert_same_detections(file, &ours, &expected_dets(im, 0.4));
+        let top: Vec<u64> = e["classification"]
+            .as_array()
+            .expect("classification")
+            .iter()
+            .map(|c| c["index"].as_u64().expect("index"))
+            .collect();
+        let want: Vec<u64> =
+            im["top5"].as_array().expect("top5").iter().map(|c| c["index"].as_u64().expect("index")).collect();
+        assert_eq!(top, want, "{file}: top-5 through the CLI");
+        let annotated = out.path().join(e["output"].as_str().expect("output"));
+        let img = image::open(&annotated).expect("annotated copy decodes");
+        assert_eq!(
+            (img.width() as u64, img.height() as u64),
+            (im["width"].as_u64().expect("w"), im["height"].as_u64().expect("h"))
+        );
+    }
+    assert!(drawn >= 3, "some detections pass the 0.4 threshold ({drawn})");
+}
