@@ -311,3 +311,116 @@ fn fc_classes(file: &Path) -> Result<i64, WeightsError> {
 fn any_requires_grad(vs: &nn::VarStore) -> bool {
     vs.variables().values().any(|t| t.requires_grad())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPU: Placement = Placement { device: Device::Cpu, half: false };
+
+    /// A ResNet-18 with `classes` outputs, saved as safetensors plus `extra` tensors and without
+    /// the `drop`ped key.
+    fn resnet_file(dir: &Path, classes: i64, drop: &str, extra: &[(&str, Tensor)]) -> PathBuf {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = resnet::resnet18(&vs.root(), classes);
+        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(k, _)| k != drop).collect();
+        named.extend(extra.iter().map(|(k, t)| (k.to_string(), t.shallow_clone())));
+        let path = dir.join(format!("r{}-{drop}-{}.safetensors", classes, extra.len()));
+        Tensor::write_safetensors(&named, &path).expect("write");
+        path
+    }
+
+    #[test]
+    fn strict_loading_accepts_official_buffers_and_names_bad_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nbt = Tensor::from(7i64);
+        let ok = resnet_file(dir.path(), 10, "", &[("layer1.0.bn1.num_batches_tracked", nbt.shallow_clone())]);
+        let c = Classifier::load(&ok, CPU).expect("a complete file loads");
+        assert_eq!(c.num_classes, 10);
+        assert!(!c.has_trainable_weights());
+
+        let missing = resnet_file(dir.path(), 10, "layer2.1.bn2.running_var", &[]);
+        let e = Classifier::load(&missing, CPU).err().expect("missing key");
+        assert!(matches!(e, WeightsError::Missing { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("layer2.1.bn2.running_var") && msg.contains(&missing.display().to_string()), "{msg}");
+
+        let unused =
+            resnet_file(dir.path(), 10, "", &[("head.weight", Tensor::zeros([2], (Kind::Float, Device::Cpu)))]);
+        let e = Classifier::load(&unused, CPU).err().expect("unused key");
+        assert!(matches!(e, WeightsError::Unused { .. }) && e.to_string().contains("head.weight"), "{e}");
+
+        // A num_batches_tracked without a BatchNorm is unused too.
+        let stray = resnet_file(dir.path(), 10, "", &[("fc.num_batches_tracked", nbt)]);
+        assert!(matches!(Classifier::load(&stray, CPU), Err(WeightsError::Unused { .. })));
+
+        let bad_shape = resnet_file(
+            dir.path(),
+            10,
+            "conv1.weight",
+            &[("conv1.weight", Tensor::zeros([64, 3, 5, 5], (Kind::Float, Device::Cpu)))],
+        );
+        let e = Classifier::load(&bad_shape, CPU).err().expect("wrong shape");
+        assert!(matches!(e, WeightsError::Shape { .. }), "{e}");
+        assert!(e.to_string().contains("conv1.weight") && e.to_string().contains("[64, 3, 7, 7]"), "{e}");
+
+        let not_weights = dir.path().join("junk.safetensors");
+        std::fs::write(&not_weights, b"definitely not safetensors").expect("write");
+        let e = Classifier::load(&not_weights, CPU).err().expect("junk");
+        assert!(e.to_string().contains("junk.safetensors"), "{e}");
+    }
+
+    #[test]
+    fn detector_has_the_official_key_set() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ssd = ssd::Ssd::new(&vs.root(), &ssd::SsdArch::ssd300_resnet50());
+        let vars = vs.variables();
+        // model-facts: 289 entries without num_batches_tracked, 22,894,902 parameters
+        // (running statistics are buffers, not parameters).
+        assert_eq!(vars.len(), 289);
+        let params: i64 = vars
+            .iter()
+            .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        assert_eq!(params, 22_894_902);
+        for (key, shape) in [
+            ("feature_extractor.feature_extractor.0.weight", vec![64, 3, 7, 7]),
+            ("feature_extractor.feature_extractor.6.0.conv2.weight", vec![256, 256, 3, 3]),
+            ("feature_extractor.feature_extractor.6.0.downsample.0.weight", vec![1024, 512, 1, 1]),
+            ("additional_blocks.0.0.weight", vec![256, 1024, 1, 1]),
+            ("additional_blocks.0.3.weight", vec![512, 256, 3, 3]),
+            ("loc.0.weight", vec![16, 1024, 3, 3]),
+            ("conf.0.weight", vec![324, 1024, 3, 3]),
+            ("conf.1.weight", vec![486, 512, 3, 3]),
+            ("conf.5.bias", vec![324]),
+        ] {
+            assert_eq!(vars.get(key).map(Tensor::size), Some(shape), "{key}");
+        }
+    }
+
+    #[test]
+    fn resnet18_has_torchvision_keys_and_parameter_count() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = resnet::resnet18(&vs.root(), 1000);
+        let vars = vs.variables();
+        assert_eq!(vars.len(), 122 - 20, "torchvision's 122 entries less 20 num_batches_tracked");
+        let params: i64 = vars
+            .iter()
+            .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        assert_eq!(params, 11_689_512);
+        assert!(vars.contains_key("layer4.0.downsample.1.running_var") && vars.contains_key("fc.bias"));
+    }
+
+    #[test]
+    fn ssd_output_shapes_at_300() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = ssd::Ssd::new(&vs.root(), &ssd::SsdArch::ssd300_resnet18(81));
+        let _guard = tch::no_grad_guard();
+        let (locs, confs) = net.forward_t(&Tensor::zeros([2, 3, 300, 300], (Kind::Float, Device::Cpu)), false);
+        assert_eq!(locs.size(), vec![2, 4, 8732]);
+        assert_eq!(confs.size(), vec![2, 81, 8732]);
+    }
+}
