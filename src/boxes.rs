@@ -292,3 +292,97 @@ mod tests {
         }
     }
 }
+
+/// Converts centre form `[cx, cy, w, h]` to `[x1, y1, x2, y2]`.
+pub fn xywh_to_ltrb(b: &[f32; 4]) -> [f32; 4] {
+    [b[0] - 0.5 * b[2], b[1] - 0.5 * b[3], b[0] + 0.5 * b[2], b[1] + 0.5 * b[3]]
+}
+
+/// NVIDIA `Encoder.encode` + the target transform of its `Loss`: matches default boxes to
+/// ground truth and returns, per default box, the regression target `[tx, ty, tw, th]` and the
+/// label (0 = background).
+///
+/// Each default box takes the ground-truth box it overlaps most if that IoU exceeds `criteria`
+/// (0.5); each ground-truth box is additionally forced onto its best default box. Unmatched boxes
+/// regress to themselves (zero targets), as in the reference.
+pub fn encode_targets(
+    gt: &[[f32; 4]],
+    labels: &[i64],
+    dboxes_xywh: &[[f32; 4]],
+    cfg: &SsdConfig,
+    criteria: f32,
+) -> (Vec<[f32; 4]>, Vec<i64>) {
+    let nb = dboxes_xywh.len();
+    let dltrb: Vec<[f32; 4]> = dboxes_xywh.iter().map(xywh_to_ltrb).collect();
+    let mut best_iou = vec![0f32; nb];
+    let mut best_gt = vec![0usize; nb];
+    let mut forced = vec![false; nb];
+    let mut best_of_gt = Vec::with_capacity(gt.len());
+    for (g, gb) in gt.iter().enumerate() {
+        let mut best = (f32::MIN, 0usize);
+        for (d, db) in dltrb.iter().enumerate() {
+            let v = iou(gb, db);
+            if v > best_iou[d] {
+                best_iou[d] = v;
+                best_gt[d] = g;
+            }
+            if v > best.0 {
+                best = (v, d);
+            }
+        }
+        best_of_gt.push(best.1);
+    }
+    // Forced matches override the per-box maximum; a later ground truth wins a contested default
+    // box, as `best_dbox_idx[best_bbox_idx[idx]] = idx` does.
+    for (g, &d) in best_of_gt.iter().enumerate() {
+        forced[d] = true;
+        best_gt[d] = g;
+    }
+    let mut loc = vec![[0f32; 4]; nb];
+    let mut lab = vec![0i64; nb];
+    for d in 0..nb {
+        if !(forced[d] || best_iou[d] > criteria) || gt.is_empty() {
+            continue;
+        }
+        let g = gt[best_gt[d]];
+        let (gcx, gcy, gw, gh) = ((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0, g[2] - g[0], g[3] - g[1]);
+        let db = &dboxes_xywh[d];
+        lab[d] = labels[best_gt[d]];
+        loc[d] = [
+            (gcx - db[0]) / db[2] / cfg.scale_xy,
+            (gcy - db[1]) / db[3] / cfg.scale_xy,
+            (gw.max(1e-6) / db[2]).ln() / cfg.scale_wh,
+            (gh.max(1e-6) / db[3]).ln() / cfg.scale_wh,
+        ];
+    }
+    (loc, lab)
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+
+    #[test]
+    fn encoding_inverts_decoding_and_forces_a_match_per_box() {
+        let cfg = SsdConfig::ssd300();
+        let d = cfg.default_boxes_xywh();
+        // One box equal to default box #5776 (19-map, 0.15 square at (0.0267, 0.0267)) and one
+        // tiny box that overlaps nothing above 0.5 but must still be matched somewhere.
+        let big = xywh_to_ltrb(&[0.5, 0.5, 0.4, 0.3]);
+        let tiny = [0.9, 0.9, 0.905, 0.905];
+        let (loc, lab) = encode_targets(&[big, tiny], &[3, 7], &d, &cfg, 0.5);
+        assert!(lab.iter().filter(|&&l| l == 3).count() >= 2, "the big box matches several default boxes");
+        assert_eq!(lab.iter().filter(|&&l| l == 7).count(), 1, "the tiny box is forced onto its best default box");
+        for (i, &l) in lab.iter().enumerate() {
+            if l == 0 {
+                assert_eq!(loc[i], [0.0; 4]);
+                continue;
+            }
+            let back = decode_box(loc[i], &d[i], cfg.scale_xy, cfg.scale_wh);
+            let want = if l == 3 { big } else { tiny };
+            assert!(back.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-4), "{back:?} vs {want:?}");
+        }
+        let (_, none) = encode_targets(&[], &[], &d, &cfg, 0.5);
+        assert!(none.iter().all(|&l| l == 0));
+    }
+}

@@ -25,6 +25,140 @@ pub enum Command {
     /// Detect and classify every image under the inputs; write annotated copies and report.json.
     #[command(after_help = EXIT_CODES)]
     Detect(DetectArgs),
+    /// Generate a synthetic scene set (shapes on textured backgrounds) with COCO annotations.
+    Synth(SynthArgs),
+    /// Train a classifier (ImageFolder) or an SSD detector (COCO format).
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Measure a detector's mAP on a COCO-format set, or a classifier's accuracy on an ImageFolder.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Fine-tune ResNet-18 on DATA/train/<class>/… and report accuracy on DATA/val/<class>/….
+    Classifier(TrainClassifierArgs),
+    /// Train SSD300 on DATA/annotations.json (COCO) and the images it names.
+    Detector(TrainDetectorArgs),
+}
+
+/// Options shared by both trainers.
+#[derive(Debug, Args)]
+pub struct TrainCommon {
+    /// Dataset folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder for the weights, model card and checkpoints.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Learning rate (peak, after warm-up).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// adam or sgd.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Turn off training augmentations.
+    #[arg(long)]
+    pub no_augment: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// libtorch and worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainClassifierArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// Start from these ResNet-18 weights (default: the official ones when installed, else the
+    /// demo classifier, else from scratch).
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
+    /// Train from scratch even when weights are installed.
+    #[arg(long)]
+    pub scratch: bool,
+    /// Width divisor when training from scratch (1 = torchvision's ResNet-18).
+    #[arg(long, default_value_t = 1)]
+    pub width_divisor: i64,
+    /// Train only the new final layer.
+    #[arg(long)]
+    pub freeze_backbone: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainDetectorArgs {
+    #[command(flatten)]
+    pub common: TrainCommon,
+    /// resnet18 or resnet50.
+    #[arg(long, default_value = "resnet50")]
+    pub backbone: String,
+    /// Divide every channel width by this (resnet18 only; the demo detector uses 4).
+    #[arg(long, default_value_t = 1)]
+    pub width_divisor: i64,
+    /// Linear learning-rate warm-up over this many steps.
+    #[arg(long, default_value_t = 300)]
+    pub warmup: usize,
+    /// A held-out COCO-format folder evaluated after every epoch.
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Continue from OUT/checkpoint.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many optimiser steps (for smoke tests).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// COCO-format folder (annotations.json) for a detector; ImageFolder split for a classifier.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Detector weights to evaluate.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "classifier_weights",
+        required_unless_present = "classifier_weights"
+    )]
+    pub detector_weights: Option<PathBuf>,
+    /// Classifier weights to evaluate.
+    #[arg(long, value_name = "FILE")]
+    pub classifier_weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output folder (images/, annotations.json, crops/, scenes/).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Number of scenes.
+    #[arg(short, long, default_value_t = 100)]
+    pub n: usize,
+    /// Random seed; the same seed gives the same scenes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Scene width in pixels.
+    #[arg(long, default_value_t = 320)]
+    pub width: u32,
+    /// Scene height in pixels.
+    #[arg(long, default_value_t = 240)]
+    pub height: u32,
 }
 
 #[derive(Debug, Args)]

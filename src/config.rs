@@ -5,14 +5,16 @@
 use crate::boxes::DecodeParams;
 use crate::cli::DetectArgs;
 use crate::decode::Limits;
-use crate::labels;
 use image::ImageFormat;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// File names of the official models in the store.
 pub const DETECTOR_FILE: &str = "ssd300_resnet50.safetensors";
 pub const CLASSIFIER_FILE: &str = "resnet18.safetensors";
+/// File names of the demo models in `models/demo/`.
+pub const DEMO_DETECTOR_FILE: &str = "detector.safetensors";
+pub const DEMO_CLASSIFIER_FILE: &str = "classifier.safetensors";
 
 /// A bad flag value; exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -25,13 +27,14 @@ pub struct Config {
     pub out: PathBuf,
     pub threshold: f32,
     pub decode: DecodeParams,
-    /// SSD labels to keep; `None` keeps all.
-    pub classes: Option<Vec<usize>>,
+    /// Detector class names to keep (`--classes`); `None` keeps all.
     pub class_names: Option<Vec<String>>,
     pub top_k: usize,
     pub classify_crops: bool,
     pub detector_weights: Option<PathBuf>,
     pub classifier_weights: Option<PathBuf>,
+    /// Roles that fell back to the demo models because no official weights are installed.
+    pub demo_roles: Vec<&'static str>,
     pub device: Device,
     pub batch_size: usize,
     pub half: bool,
@@ -57,6 +60,36 @@ pub fn boxwalk_home() -> PathBuf {
 /// The model store folder.
 pub fn model_store() -> PathBuf {
     boxwalk_home().join("models")
+}
+
+/// The shipped demo models: `$BOXWALK_DEMO_MODELS`, else `models/demo` of the source tree the
+/// binary was built from, else `models/demo` beside a `target/<profile>/boxwalk` binary.
+pub fn demo_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BOXWALK_DEMO_MODELS") {
+        return PathBuf::from(d);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
+    if built.is_dir() {
+        return built;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent()?.parent().map(|r| r.join("models/demo")))
+        .unwrap_or(built)
+}
+
+/// Which weight file a role uses: the flag, else the official file in the store, else the demo.
+fn resolve_weights(flag: Option<PathBuf>, official: &str, demo: &str) -> (PathBuf, bool) {
+    if let Some(f) = flag {
+        return (f, false);
+    }
+    let store = model_store().join(official);
+    let demo = demo_dir().join(demo);
+    if !store.is_file() && demo.is_file() {
+        (demo, true)
+    } else {
+        (store, false)
+    }
 }
 
 /// Parses `auto|cpu|cuda|cuda:N`.
@@ -91,8 +124,10 @@ pub fn parse_format(s: &str) -> Result<ImageFormat, UsageError> {
 fn missing_weights(role: &str, flag: &str, skip: &str, path: &std::path::Path) -> String {
     format!(
         "no {role} weights: {} does not exist.\n  Pass {flag} FILE (a .safetensors file with the official key names), \
-         put the file at that path, or run with {skip}.",
-        path.display()
+         put the file at that path, or run with {skip}. The offline demo models live in {} (models/demo of the \
+         source tree).",
+        path.display(),
+        demo_dir().display()
     )
 }
 
@@ -113,26 +148,24 @@ impl Config {
         if a.classify_crops && (a.no_detect || a.no_classify) {
             return Err(UsageError("--classify-crops needs both the detector and the classifier".into()));
         }
-        let classes = match &a.classes {
-            None => None,
-            Some(names) => Some(
-                names
-                    .iter()
-                    .map(|n| {
-                        labels::coco_label(n.trim()).ok_or_else(|| {
-                            UsageError(format!(
-                                "--classes: `{n}` is not a COCO class name (e.g. person, dog, traffic light)"
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
         let device = parse_device(&a.device)?;
         if a.half && device == Device::Cpu {
             return Err(UsageError("--half needs a CUDA device (fp16 convolutions are not supported on CPU)".into()));
         }
         let format = a.format.as_deref().map(parse_format).transpose()?;
+        let mut demo_roles = Vec::new();
+        let mut pick = |skip: bool, flag: Option<PathBuf>, role: &'static str, official: &str, demo: &str| {
+            (!skip).then(|| {
+                let (path, is_demo) = resolve_weights(flag, official, demo);
+                if is_demo {
+                    demo_roles.push(role);
+                }
+                path
+            })
+        };
+        let detector_weights = pick(a.no_detect, a.detector_weights, "detector", DETECTOR_FILE, DEMO_DETECTOR_FILE);
+        let classifier_weights =
+            pick(a.no_classify, a.classifier_weights, "classifier", CLASSIFIER_FILE, DEMO_CLASSIFIER_FILE);
         let threads =
             a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
         Ok(Config {
@@ -140,14 +173,12 @@ impl Config {
             out: a.out,
             threshold: a.threshold,
             decode: DecodeParams { max_output: a.max_detections, ..DecodeParams::default() },
-            classes,
-            class_names: a.classes,
+            class_names: a.classes.map(|v| v.into_iter().map(|n| n.trim().to_string()).collect()),
             top_k: a.top_k,
             classify_crops: a.classify_crops,
-            detector_weights: (!a.no_detect)
-                .then(|| a.detector_weights.unwrap_or_else(|| model_store().join(DETECTOR_FILE))),
-            classifier_weights: (!a.no_classify)
-                .then(|| a.classifier_weights.unwrap_or_else(|| model_store().join(CLASSIFIER_FILE))),
+            detector_weights,
+            classifier_weights,
+            demo_roles,
             device,
             batch_size: a.batch_size,
             half: a.half,

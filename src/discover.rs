@@ -50,7 +50,8 @@ pub enum DiscoverError {
     Missing { path: PathBuf, source: std::io::Error },
 }
 
-fn is_image_name(p: &Path) -> bool {
+/// Whether the file name has one of the image extensions (any case).
+pub fn is_image_name(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 

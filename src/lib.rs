@@ -7,10 +7,13 @@
 pub mod annotate;
 pub mod boxes;
 pub mod cli;
+pub mod coco;
+pub mod commands;
 pub mod config;
 pub mod decode;
 pub mod discover;
 pub mod error;
+pub mod eval;
 pub mod exit;
 pub mod labels;
 pub mod models;
@@ -18,5 +21,7 @@ pub mod output;
 pub mod pipeline;
 pub mod preprocess;
 pub mod report;
+pub mod synth;
 #[doc(hidden)]
 pub mod testutil;
+pub mod train;

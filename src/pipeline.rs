@@ -13,7 +13,6 @@ use crate::config::Config;
 use crate::decode;
 use crate::discover::{self, ImageJob};
 use crate::error::{ImageError, WeightsError};
-use crate::labels;
 use crate::models::{ClassProb, Classifier, Detector, Placement};
 use crate::output;
 use crate::preprocess;
@@ -37,6 +36,9 @@ pub enum FatalError {
     Output { path: PathBuf, reason: String },
     #[error("{0}")]
     Setup(String),
+    /// A flag that turned out wrong once the models were known (exit code 1).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// What a finished run produced.
@@ -50,6 +52,8 @@ pub struct Summary {
 pub struct Models {
     pub detector: Option<Detector>,
     pub classifier: Option<Classifier>,
+    /// Detector labels kept by `--classes`; `None` keeps all.
+    pub keep_labels: Option<Vec<usize>>,
 }
 
 /// Per-stage busy time in nanoseconds, summed over threads.
@@ -101,33 +105,44 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 pub fn load_models(cfg: &Config) -> Result<Models, FatalError> {
     cfg.check_weights().map_err(FatalError::Setup)?;
     let place = Placement { device: cfg.device, half: cfg.half };
-    let detector = cfg
-        .detector_weights
-        .as_deref()
-        .map(|f| Detector::load(f, crate::models::ssd::SsdArch::ssd300_resnet50(), place))
-        .transpose()?;
-    let classifier = cfg.classifier_weights.as_deref().map(|f| Classifier::load(f, place)).transpose()?;
-    Ok(Models { detector, classifier })
-}
-
-/// Name of classifier output `index`: ImageNet names for 1000-way models.
-fn class_name(num_classes: i64, index: usize) -> String {
-    match labels::imagenet().get(index) {
-        Some(n) if num_classes == 1000 => (*n).to_string(),
-        _ => format!("class {index}"),
-    }
+    let detector = cfg.detector_weights.as_deref().map(|f| Detector::open(f, place)).transpose()?;
+    let classifier = cfg.classifier_weights.as_deref().map(|f| Classifier::open(f, place)).transpose()?;
+    let keep_labels = match (&cfg.class_names, &detector) {
+        (Some(names), Some(det)) => Some(
+            names
+                .iter()
+                .map(|n| {
+                    det.classes.iter().position(|c| &c.name == n).map(|i| i + 1).ok_or_else(|| {
+                        let known: Vec<&str> = det.classes.iter().take(8).map(|c| c.name.as_str()).collect();
+                        FatalError::Usage(format!(
+                            "--classes: the detector has no class `{n}` (its classes: {}{})",
+                            known.join(", "),
+                            if det.classes.len() > 8 { ", …" } else { "" }
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        _ => None,
+    };
+    Ok(Models { detector, classifier, keep_labels })
 }
 
 fn to_classes(c: &Classifier, probs: Vec<ClassProb>) -> Vec<Class> {
     probs
         .into_iter()
-        .map(|p| Class { label: class_name(c.num_classes, p.index), index: p.index, prob: p.prob })
+        .map(|p| Class {
+            label: c.classes.get(p.index).map_or_else(|| format!("class {}", p.index), |k| k.name.clone()),
+            index: p.index,
+            prob: p.prob,
+        })
         .collect()
 }
 
 /// Maps decoder output (normalised to the 300×300 input) to report detections in original pixels,
 /// keeping scores above the threshold and the selected classes.
 pub fn to_detections(
+    det: &Detector,
     raw: &[RawDetection],
     w: u32,
     h: u32,
@@ -138,9 +153,9 @@ pub fn to_detections(
     raw.iter()
         .filter(|d| d.score > threshold && classes.is_none_or(|c| c.contains(&d.label)))
         .filter_map(|d| {
-            let class = labels::coco_class(d.label)?;
+            let class = det.class(d.label)?;
             Some(Detection {
-                label: class.name.to_string(),
+                label: class.name.clone(),
                 class_index: d.label,
                 coco_id: class.coco_id,
                 score: d.score,
@@ -225,7 +240,7 @@ fn run_models(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec
         if let Some(x) = stack(ready.iter().map(|(_, r)| r.det_input.as_ref().map(Tensor::shallow_clone))) {
             for (i, raw) in det.detect(&x, &cfg.decode).into_iter().enumerate() {
                 let (w, h) = ready[i].1.rgb.dimensions();
-                detections[i] = Some(to_detections(&raw, w, h, cfg.threshold, cfg.classes.as_deref()));
+                detections[i] = Some(to_detections(det, &raw, w, h, cfg.threshold, models.keep_labels.as_deref()));
             }
         }
     }
@@ -351,13 +366,22 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
 
     tch::set_num_threads(cfg.threads as i32);
     let t_load = Instant::now();
-    let models = if jobs.is_empty() { Models { detector: None, classifier: None } } else { load_models(cfg)? };
+    let models = if jobs.is_empty() {
+        Models { detector: None, classifier: None, keep_labels: None }
+    } else {
+        load_models(cfg)?
+    };
     let load_models_s = t_load.elapsed().as_secs_f64();
     let mut model_info = Vec::new();
     for (role, file) in [("detector", &cfg.detector_weights), ("classifier", &cfg.classifier_weights)] {
         if let Some(f) = file.as_ref().filter(|_| !jobs.is_empty()) {
             let sha256 = sha256_file(f).map_err(|e| FatalError::Setup(format!("{}: {e}", f.display())))?;
-            model_info.push(ModelInfo { role: role.into(), file: f.to_string_lossy().into_owned(), sha256 });
+            model_info.push(ModelInfo {
+                role: role.into(),
+                file: f.to_string_lossy().into_owned(),
+                sha256,
+                demo: cfg.demo_roles.contains(&role),
+            });
         }
     }
 

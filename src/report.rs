@@ -59,6 +59,8 @@ pub struct ModelInfo {
     pub role: String,
     pub file: String,
     pub sha256: String,
+    /// True for the offline demo models (synthetic shapes, not COCO/ImageNet).
+    pub demo: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -107,9 +109,11 @@ pub struct ImageEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Detection {
     pub label: String,
-    /// SSD class index, 1..=80.
+    /// SSD class index, 1..=80 for COCO.
     pub class_index: usize,
-    pub coco_id: u32,
+    /// COCO category id (COCO detectors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coco_id: Option<u32>,
     pub score: f32,
     /// `[x1, y1, x2, y2]` in original pixels (after EXIF orientation), not clipped.
     #[serde(rename = "box")]

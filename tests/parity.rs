@@ -6,7 +6,7 @@
 mod common;
 
 use boxwalk::boxes::DecodeParams;
-use boxwalk::models::{ssd::SsdArch, Classifier, Detector, Placement};
+use boxwalk::models::{Classifier, Detector, Placement};
 use boxwalk::{decode, preprocess};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -38,10 +38,10 @@ impl Fixture {
         &self.tensors[&format!("{key}.{what}")]
     }
     fn detector(&self) -> Detector {
-        Detector::load(&self.dir.join("ssd300.safetensors"), SsdArch::ssd300_resnet50(), CPU).expect("load detector")
+        Detector::open(&self.dir.join("ssd300.safetensors"), CPU).expect("load detector")
     }
     fn classifier(&self) -> Classifier {
-        Classifier::load(&self.dir.join("resnet18.safetensors"), CPU).expect("load classifier")
+        Classifier::open(&self.dir.join("resnet18.safetensors"), CPU).expect("load classifier")
     }
     /// Decodes and preprocesses one reference image with boxwalk's own code.
     fn our_inputs(&self, im: &Value) -> (Tensor, Tensor) {

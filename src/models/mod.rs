@@ -3,8 +3,11 @@
 //! official state-dict names, always run in eval mode under a no-grad guard, and hide the
 //! train flag from every caller.
 
+pub mod card;
 pub mod resnet;
 pub mod ssd;
+
+pub use card::{ClassInfo, ModelCard};
 
 use crate::boxes::{self, DecodeParams, RawDetection, SsdConfig};
 use crate::error::WeightsError;
@@ -154,19 +157,75 @@ pub struct Detector {
     _vs: nn::VarStore,
     net: ssd::Ssd,
     pub arch: ssd::SsdArch,
+    /// Label L (1-based) is `classes[L-1]`.
+    pub classes: Vec<ClassInfo>,
+    pub card: Option<ModelCard>,
     pub config: SsdConfig,
     dboxes: Vec<[f32; 4]>,
     pub place: Placement,
     pub file: PathBuf,
 }
 
+/// The card beside `file`, checked to be for `role`.
+fn card_for(file: &Path, role: &str) -> Result<Option<ModelCard>, WeightsError> {
+    let card =
+        ModelCard::for_weights(file).map_err(|reason| WeightsError::Other { file: file.to_path_buf(), reason })?;
+    match card {
+        Some(c) if c.role != role => Err(WeightsError::Other {
+            file: file.to_path_buf(),
+            reason: format!("its model card says it is a {}, not a {role}", c.role),
+        }),
+        c => Ok(c),
+    }
+}
+
 impl Detector {
-    /// Loads SSD300 weights (hub keys) from a `.safetensors` file.
-    pub fn load(file: &Path, arch: ssd::SsdArch, place: Placement) -> Result<Self, WeightsError> {
+    /// Opens SSD300 weights (hub keys) with the architecture and classes of their model card;
+    /// without a card, NVIDIA's SSD300-ResNet50 on the 80 COCO classes.
+    pub fn open(file: &Path, place: Placement) -> Result<Self, WeightsError> {
+        let card = card_for(file, "detector")?;
+        let (arch, classes) = match &card {
+            None => (ssd::SsdArch::ssd300_resnet50(), ModelCard::coco_classes()),
+            Some(c) => {
+                let n = c.classes.len() as i64 + 1;
+                let arch = match c.arch.as_str() {
+                    "ssd300_resnet50" if c.width_divisor == 1 => {
+                        ssd::SsdArch { num_classes: n, ..ssd::SsdArch::ssd300_resnet50() }
+                    }
+                    "ssd300_resnet18" => ssd::SsdArch::ssd300_resnet18(n, c.width_divisor),
+                    other => {
+                        return Err(WeightsError::Other {
+                            file: file.to_path_buf(),
+                            reason: format!(
+                                "unknown detector architecture `{other}` (width divisor {})",
+                                c.width_divisor
+                            ),
+                        })
+                    }
+                };
+                (arch, c.classes.clone())
+            }
+        };
+        Self::load(file, arch, classes, card, place)
+    }
+
+    /// Loads SSD weights for an explicit architecture.
+    pub fn load(
+        file: &Path,
+        arch: ssd::SsdArch,
+        classes: Vec<ClassInfo>,
+        card: Option<ModelCard>,
+        place: Placement,
+    ) -> Result<Self, WeightsError> {
         let (vs, net) = build(file, "SSD300 detector", place, |p| ssd::Ssd::new(p, &arch))?;
         let config = SsdConfig::ssd300();
         let dboxes = config.default_boxes_xywh();
-        Ok(Detector { _vs: vs, net, arch, config, dboxes, place, file: file.to_path_buf() })
+        Ok(Detector { _vs: vs, net, arch, classes, card, config, dboxes, place, file: file.to_path_buf() })
+    }
+
+    /// The class of label `label` (1-based).
+    pub fn class(&self, label: usize) -> Option<&ClassInfo> {
+        label.checked_sub(1).and_then(|i| self.classes.get(i))
     }
 
     /// Forward pass in eval mode without autograd; outputs stay on the device, in fp32.
@@ -234,16 +293,33 @@ pub struct Classifier {
     _vs: nn::VarStore,
     net: nn::SequentialT,
     pub num_classes: i64,
+    /// Output i is `classes[i]`.
+    pub classes: Vec<ClassInfo>,
+    pub card: Option<ModelCard>,
     pub place: Placement,
     pub file: PathBuf,
 }
 
 impl Classifier {
-    /// Loads ResNet-18 weights (torchvision keys); the class count is read from `fc.bias`.
-    pub fn load(file: &Path, place: Placement) -> Result<Self, WeightsError> {
+    /// Loads ResNet-18 weights (torchvision keys). The class count is read from `fc.bias`; names
+    /// and width come from the model card, else ImageNet names for 1000 outputs.
+    pub fn open(file: &Path, place: Placement) -> Result<Self, WeightsError> {
         let num_classes = fc_classes(file)?;
-        let (vs, net) = build(file, "ResNet-18 classifier", place, |p| resnet::resnet18(p, num_classes))?;
-        Ok(Classifier { _vs: vs, net, num_classes, place, file: file.to_path_buf() })
+        let card = card_for(file, "classifier")?;
+        let divisor = card.as_ref().map_or(1, |c| c.width_divisor.max(1));
+        let classes = match &card {
+            Some(c) if c.classes.len() as i64 == num_classes => c.classes.clone(),
+            Some(c) => {
+                return Err(WeightsError::Other {
+                    file: file.to_path_buf(),
+                    reason: format!("model card lists {} classes, the weights have {num_classes}", c.classes.len()),
+                })
+            }
+            None if num_classes == 1000 => ModelCard::imagenet_classes(),
+            None => (0..num_classes).map(|i| ClassInfo { name: format!("class {i}"), coco_id: None }).collect(),
+        };
+        let (vs, net) = build(file, "ResNet-18 classifier", place, |p| resnet::resnet18(p, num_classes, 64 / divisor))?;
+        Ok(Classifier { _vs: vs, net, num_classes, classes, card, place, file: file.to_path_buf() })
     }
 
     /// Logits N×classes (CPU, f32) for N×3×224×224 normalised input.
@@ -322,7 +398,7 @@ mod tests {
     /// the `drop`ped key.
     fn resnet_file(dir: &Path, classes: i64, drop: &str, extra: &[(&str, Tensor)]) -> PathBuf {
         let vs = nn::VarStore::new(Device::Cpu);
-        let _net = resnet::resnet18(&vs.root(), classes);
+        let _net = resnet::resnet18(&vs.root(), classes, 64);
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(k, _)| k != drop).collect();
         named.extend(extra.iter().map(|(k, t)| (k.to_string(), t.shallow_clone())));
         let path = dir.join(format!("r{}-{drop}-{}.safetensors", classes, extra.len()));
@@ -335,24 +411,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let nbt = Tensor::from(7i64);
         let ok = resnet_file(dir.path(), 10, "", &[("layer1.0.bn1.num_batches_tracked", nbt.shallow_clone())]);
-        let c = Classifier::load(&ok, CPU).expect("a complete file loads");
+        let c = Classifier::open(&ok, CPU).expect("a complete file loads");
         assert_eq!(c.num_classes, 10);
         assert!(!c.has_trainable_weights());
 
         let missing = resnet_file(dir.path(), 10, "layer2.1.bn2.running_var", &[]);
-        let e = Classifier::load(&missing, CPU).err().expect("missing key");
+        let e = Classifier::open(&missing, CPU).err().expect("missing key");
         assert!(matches!(e, WeightsError::Missing { .. }), "{e}");
         let msg = e.to_string();
         assert!(msg.contains("layer2.1.bn2.running_var") && msg.contains(&missing.display().to_string()), "{msg}");
 
         let unused =
             resnet_file(dir.path(), 10, "", &[("head.weight", Tensor::zeros([2], (Kind::Float, Device::Cpu)))]);
-        let e = Classifier::load(&unused, CPU).err().expect("unused key");
+        let e = Classifier::open(&unused, CPU).err().expect("unused key");
         assert!(matches!(e, WeightsError::Unused { .. }) && e.to_string().contains("head.weight"), "{e}");
 
         // A num_batches_tracked without a BatchNorm is unused too.
         let stray = resnet_file(dir.path(), 10, "", &[("fc.num_batches_tracked", nbt)]);
-        assert!(matches!(Classifier::load(&stray, CPU), Err(WeightsError::Unused { .. })));
+        assert!(matches!(Classifier::open(&stray, CPU), Err(WeightsError::Unused { .. })));
 
         let bad_shape = resnet_file(
             dir.path(),
@@ -360,13 +436,13 @@ mod tests {
             "conv1.weight",
             &[("conv1.weight", Tensor::zeros([64, 3, 5, 5], (Kind::Float, Device::Cpu)))],
         );
-        let e = Classifier::load(&bad_shape, CPU).err().expect("wrong shape");
+        let e = Classifier::open(&bad_shape, CPU).err().expect("wrong shape");
         assert!(matches!(e, WeightsError::Shape { .. }), "{e}");
         assert!(e.to_string().contains("conv1.weight") && e.to_string().contains("[64, 3, 7, 7]"), "{e}");
 
         let not_weights = dir.path().join("junk.safetensors");
         std::fs::write(&not_weights, b"definitely not safetensors").expect("write");
-        let e = Classifier::load(&not_weights, CPU).err().expect("junk");
+        let e = Classifier::open(&not_weights, CPU).err().expect("junk");
         assert!(e.to_string().contains("junk.safetensors"), "{e}");
     }
 
@@ -402,7 +478,7 @@ mod tests {
     #[test]
     fn resnet18_has_torchvision_keys_and_parameter_count() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let _net = resnet::resnet18(&vs.root(), 1000);
+        let _net = resnet::resnet18(&vs.root(), 1000, 64);
         let vars = vs.variables();
         assert_eq!(vars.len(), 122 - 20, "torchvision's 122 entries less 20 num_batches_tracked");
         let params: i64 = vars
@@ -417,7 +493,7 @@ mod tests {
     #[test]
     fn ssd_output_shapes_at_300() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = ssd::Ssd::new(&vs.root(), &ssd::SsdArch::ssd300_resnet18(81));
+        let net = ssd::Ssd::new(&vs.root(), &ssd::SsdArch::ssd300_resnet18(81, 1));
         let _guard = tch::no_grad_guard();
         let (locs, confs) = net.forward_t(&Tensor::zeros([2, 3, 300, 300], (Kind::Float, Device::Cpu)), false);
         assert_eq!(locs.size(), vec![2, 4, 8732]);

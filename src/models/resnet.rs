@@ -106,8 +106,9 @@ pub struct Stem {
 }
 
 impl Stem {
-    pub fn new(conv1: nn::Path, bn1: nn::Path) -> Self {
-        Stem { conv1: conv(conv1, 3, 64, 7, 2, 3), bn1: bn(bn1, 64) }
+    /// `width` output channels (64 in torchvision).
+    pub fn new(conv1: nn::Path, bn1: nn::Path, width: i64) -> Self {
+        Stem { conv1: conv(conv1, 3, width, 7, 2, 3), bn1: bn(bn1, width) }
     }
 }
 
@@ -124,13 +125,14 @@ impl ModuleT for Stem {
 }
 
 /// torchvision ResNet-18: stem, layers [2,2,2,2] of BasicBlocks, global average pool, `fc`.
-/// Input N×3×H×W normalised RGB; output N×`num_classes` logits.
-pub fn resnet18(p: &nn::Path, num_classes: i64) -> nn::SequentialT {
-    let stem = Stem::new(p / "conv1", p / "bn1");
-    let (l1, c) = stage(p / "layer1", Block::Basic, 64, 64, 2, 1);
-    let (l2, c) = stage(p / "layer2", Block::Basic, c, 128, 2, 2);
-    let (l3, c) = stage(p / "layer3", Block::Basic, c, 256, 2, 2);
-    let (l4, c) = stage(p / "layer4", Block::Basic, c, 512, 2, 2);
+/// `base` is the stem/layer1 width (64 in torchvision; smaller for the demo model), doubled
+/// per stage. Input N×3×H×W normalised RGB; output N×`num_classes` logits.
+pub fn resnet18(p: &nn::Path, num_classes: i64, base: i64) -> nn::SequentialT {
+    let stem = Stem::new(p / "conv1", p / "bn1", base);
+    let (l1, c) = stage(p / "layer1", Block::Basic, base, base, 2, 1);
+    let (l2, c) = stage(p / "layer2", Block::Basic, c, 2 * base, 2, 2);
+    let (l3, c) = stage(p / "layer3", Block::Basic, c, 4 * base, 2, 2);
+    let (l4, c) = stage(p / "layer4", Block::Basic, c, 8 * base, 2, 2);
     let fc = nn::linear(p / "fc", c, num_classes, Default::default());
     nn::seq_t()
         .add(stem)

@@ -14,6 +14,9 @@ pub struct SsdArch {
     /// Backbone block kind and blocks per stage (layer1..layer3).
     pub block: Block,
     pub layers: [i64; 3],
+    /// Stem width and the 3×3 widths of layer1..layer3 (64, [64,128,256] in torchvision).
+    pub stem: i64,
+    pub widths: [i64; 3],
     /// Channels of the six detection maps (`out_channels`).
     pub out_channels: [i64; 6],
     /// Middle widths of the five additional blocks.
@@ -30,6 +33,8 @@ impl SsdArch {
         SsdArch {
             block: Block::Bottleneck,
             layers: [3, 4, 6],
+            stem: 64,
+            widths: [64, 128, 256],
             out_channels: [1024, 512, 512, 256, 256, 256],
             mid_channels: [256, 256, 128, 128, 128],
             num_defaults: [4, 6, 6, 6, 4, 4],
@@ -37,13 +42,17 @@ impl SsdArch {
         }
     }
 
-    /// NVIDIA's `ResNet('resnet18')` variant: layer3 of BasicBlocks outputs 256 channels.
-    pub fn ssd300_resnet18(num_classes: i64) -> Self {
+    /// NVIDIA's `ResNet('resnet18')` variant (layer3 of BasicBlocks outputs 256 channels), with
+    /// every width divided by `divisor` (1 = NVIDIA's; the demo detector uses 4).
+    pub fn ssd300_resnet18(num_classes: i64, divisor: i64) -> Self {
+        let d = divisor.max(1);
         SsdArch {
             block: Block::Basic,
             layers: [2, 2, 2],
-            out_channels: [256, 512, 512, 256, 256, 128],
-            mid_channels: [256, 256, 128, 128, 128],
+            stem: 64 / d,
+            widths: [64 / d, 128 / d, 256 / d],
+            out_channels: [256, 512, 512, 256, 256, 128].map(|c| c / d),
+            mid_channels: [256, 256, 128, 128, 128].map(|c| c / d),
             num_defaults: [4, 6, 6, 6, 4, 4],
             num_classes,
         }
@@ -64,13 +73,13 @@ pub struct Ssd {
 impl Ssd {
     pub fn new(p: &nn::Path, arch: &SsdArch) -> Self {
         let fe = p / "feature_extractor" / "feature_extractor";
-        let widths: [i64; 3] = [64, 128, 256];
-        let (l1, c) = resnet::stage(&fe / 4, arch.block, 64, widths[0], arch.layers[0], 1);
+        let widths = arch.widths;
+        let (l1, c) = resnet::stage(&fe / 4, arch.block, arch.stem, widths[0], arch.layers[0], 1);
         let (l2, c) = resnet::stage(&fe / 5, arch.block, c, widths[1], arch.layers[1], 2);
         // conv4_block1: NVIDIA sets the 3×3 and downsample strides of layer3[0] to 1.
         let (l3, c) = resnet::stage(&fe / 6, arch.block, c, widths[2], arch.layers[2], 1);
         assert_eq!(c, arch.out_channels[0], "backbone output channels");
-        let backbone = nn::seq_t().add(Stem::new(&fe / 0, &fe / 1)).add(l1).add(l2).add(l3);
+        let backbone = nn::seq_t().add(Stem::new(&fe / 0, &fe / 1, arch.stem)).add(l1).add(l2).add(l3);
 
         let ab = p / "additional_blocks";
         let mut additional = Vec::new();

@@ -1,0 +1,248 @@
+//! The subcommands: each takes its parsed arguments, runs, prints, and returns the exit code.
+
+use crate::cli::{
+    Command, DetectArgs, EvalArgs, SynthArgs, TrainClassifierArgs, TrainCommand, TrainCommon, TrainDetectorArgs,
+};
+use crate::config::{self, Config};
+use crate::exit::Exit;
+use crate::models::{Classifier, Detector, Placement};
+use crate::pipeline;
+use crate::train::{self, Optim};
+use tch::Device;
+
+/// Runs one parsed command line.
+pub fn run(cmd: Command) -> Exit {
+    match cmd {
+        Command::Detect(a) => detect(a),
+        Command::Synth(a) => synth(a),
+        Command::Train(TrainCommand::Classifier(a)) => train_classifier(a),
+        Command::Train(TrainCommand::Detector(a)) => train_detector(a),
+        Command::Eval(a) => eval(a),
+    }
+}
+
+/// `boxwalk detect`.
+pub fn detect(args: DetectArgs) -> Exit {
+    let cfg = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            return Exit::Usage;
+        }
+    };
+    let quiet = cfg.quiet;
+    if !cfg.demo_roles.is_empty() && !quiet {
+        eprintln!(
+            "boxwalk: note: no official weights installed, so the offline DEMO {} from {} {} used. They were trained \
+             on synthetic shapes (circle, square, triangle, star, cross; background kinds), not on COCO/ImageNet. \
+             For the real SSD300/ResNet-18, put converted weights in {} (see README, \"Official weights\").",
+            cfg.demo_roles.join(" and "),
+            config::demo_dir().display(),
+            if cfg.demo_roles.len() > 1 { "are" } else { "is" },
+            config::model_store().display()
+        );
+    }
+    let on_error = |e: &crate::report::ImageEntry| {
+        if let Some(err) = &e.error {
+            eprintln!("boxwalk: error [{}] {}", err.kind, err.message);
+        }
+    };
+    match pipeline::run(&cfg, &on_error) {
+        Err(e @ pipeline::FatalError::Usage(_)) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Usage
+        }
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
+        Ok(s) => {
+            let c = &s.report.counts;
+            if !quiet {
+                println!(
+                    "boxwalk: {} images ({} ok, {} failed) in {:.1} s on {}; annotated copies in {}, report: {}",
+                    c.images,
+                    c.ok,
+                    c.failed,
+                    s.report.timing.total_s,
+                    s.report.device,
+                    cfg.out.display(),
+                    s.report_path.display()
+                );
+            }
+            if c.images == 0 {
+                eprintln!("boxwalk: no images found in the inputs");
+                Exit::NoInputs
+            } else if c.failed > 0 {
+                Exit::Failures
+            } else {
+                Exit::Ok
+            }
+        }
+    }
+}
+
+/// `boxwalk synth`.
+pub fn synth(a: SynthArgs) -> Exit {
+    if a.n == 0 || a.width < 32 || a.height < 32 {
+        eprintln!("boxwalk: synth needs --n >= 1 and scenes of at least 32×32");
+        return Exit::Usage;
+    }
+    let opts =
+        crate::synth::SynthOptions { n: a.n, seed: a.seed, width: a.width, height: a.height, ..Default::default() };
+    match crate::synth::write_set(&opts, &a.out) {
+        Ok(ds) => {
+            println!(
+                "boxwalk: wrote {} scenes with {} objects to {} (annotations.json, images/, crops/, scenes/)",
+                ds.images.len(),
+                ds.annotations.len(),
+                a.out.display()
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
+    }
+}
+
+fn optim(c: &TrainCommon) -> Result<Optim, Exit> {
+    match c.optimizer.as_str() {
+        "adam" => Ok(Optim::Adam),
+        "sgd" => Ok(Optim::Sgd { momentum: c.momentum }),
+        other => {
+            eprintln!("boxwalk: --optimizer {other}: use adam or sgd");
+            Err(Exit::Usage)
+        }
+    }
+}
+
+fn set_threads(c: &TrainCommon) {
+    let n = c.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    tch::set_num_threads(n.max(1) as i32);
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// `boxwalk train classifier`.
+pub fn train_classifier(a: TrainClassifierArgs) -> Exit {
+    let optim = match optim(&a.common) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    set_threads(&a.common);
+    let init = if a.scratch {
+        None
+    } else {
+        a.init.or_else(|| {
+            [config::model_store().join(config::CLASSIFIER_FILE), config::demo_dir().join(config::DEMO_CLASSIFIER_FILE)]
+                .into_iter()
+                .find(|p| p.is_file())
+        })
+    };
+    let o = train::classifier::ClassifierTrainOptions {
+        data: a.common.data,
+        out: a.common.out,
+        init,
+        width_divisor: a.width_divisor,
+        freeze_backbone: a.freeze_backbone,
+        epochs: a.common.epochs,
+        batch_size: a.common.batch_size.max(1),
+        lr: a.common.lr,
+        optim,
+        weight_decay: a.common.weight_decay,
+        augment: !a.common.no_augment,
+        seed: a.common.seed,
+        command: command_line(),
+    };
+    match train::classifier::train(&o, &mut train::Stdout) {
+        Ok((path, acc)) => {
+            println!("boxwalk: wrote {} (val top-1 {acc:.3}); use it with --classifier-weights", path.display());
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
+    }
+}
+
+/// `boxwalk train detector`.
+pub fn train_detector(a: TrainDetectorArgs) -> Exit {
+    let optim = match optim(&a.common) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    set_threads(&a.common);
+    let o = train::detector::DetectorTrainOptions {
+        data: a.common.data,
+        val: a.val,
+        out: a.common.out,
+        backbone: a.backbone,
+        width_divisor: a.width_divisor,
+        epochs: a.common.epochs,
+        batch_size: a.common.batch_size.max(1),
+        lr: a.common.lr,
+        optim,
+        weight_decay: a.common.weight_decay,
+        warmup_steps: a.warmup,
+        augment: !a.common.no_augment,
+        seed: a.common.seed,
+        resume: a.resume,
+        max_steps: a.max_steps,
+        command: command_line(),
+    };
+    match train::detector::train(&o, &mut train::Stdout) {
+        Ok(path) => {
+            println!("boxwalk: wrote {}; use it with --detector-weights", path.display());
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
+    }
+}
+
+/// `boxwalk eval`.
+pub fn eval(a: EvalArgs) -> Exit {
+    let place = Placement { device: Device::Cpu, half: false };
+    let result = if let Some(w) = &a.detector_weights {
+        Detector::open(w, place).map_err(|e| e.to_string()).and_then(|det| {
+            let ds = crate::coco::Dataset::read(&a.data.join("annotations.json"))?;
+            let r = crate::eval::eval_detector(&det, &ds, &a.data, a.batch_size)?;
+            Ok((
+                serde_json::to_value(&r).unwrap_or_default(),
+                format!(
+                    "mAP@0.5 {:.4}, mAP@[.5:.95] {:.4} over {} images, {} boxes",
+                    r.map50, r.map50_95, r.images, r.truths
+                ),
+            ))
+        })
+    } else if let Some(w) = &a.classifier_weights {
+        Classifier::open(w, place).map_err(|e| e.to_string()).and_then(|cls| {
+            let names: Vec<String> = cls.classes.iter().map(|c| c.name.clone()).collect();
+            let (items, _) = crate::eval::image_folder(&a.data, Some(&names))?;
+            let r = crate::eval::eval_classifier(&cls, &items, a.batch_size)?;
+            Ok((
+                serde_json::to_value(&r).unwrap_or_default(),
+                format!("top-1 {:.4}, top-5 {:.4} over {} images", r.top1, r.top5, r.images),
+            ))
+        })
+    } else {
+        Err("pass --detector-weights or --classifier-weights".into())
+    };
+    match result {
+        Ok((json, text)) => {
+            println!("{}", if a.json { json.to_string() } else { text });
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
+    }
+}
