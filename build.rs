@@ -7,6 +7,11 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    // The venv's python, for `boxwalk models import` (it converts pickled checkpoints with torch).
+    println!("cargo:rerun-if-env-changed=VIRTUAL_ENV");
+    if let Ok(venv) = std::env::var("VIRTUAL_ENV") {
+        println!("cargo:rustc-env=BOXWALK_BUILD_PYTHON={venv}/bin/python");
+    }
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };

@@ -30,8 +30,30 @@ pub enum Command {
     /// Train a classifier (ImageFolder) or an SSD detector (COCO format).
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Install official checkpoints into the model store, or list installed models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Measure a detector's mAP on a COCO-format set, or a classifier's accuracy on an ImageFolder.
     Eval(EvalArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Convert an official checkpoint (NVIDIA's nvidia_ssdpyt_amp_200703.pt training dict, or
+    /// torchvision's resnet18-f37072fd.pth state dict) and install it in the model store.
+    Import {
+        /// The checkpoint file.
+        file: PathBuf,
+        /// detector or classifier (default: recognised from the keys).
+        #[arg(long = "as")]
+        role: Option<String>,
+    },
+    /// List installed models (the store, then the demo models) and which ones `detect` uses.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

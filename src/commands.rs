@@ -1,11 +1,12 @@
 //! The subcommands: each takes its parsed arguments, runs, prints, and returns the exit code.
 
 use crate::cli::{
-    Command, DetectArgs, EvalArgs, SynthArgs, TrainClassifierArgs, TrainCommand, TrainCommon, TrainDetectorArgs,
+    Command, DetectArgs, EvalArgs, ModelsCommand, SynthArgs, TrainClassifierArgs, TrainCommand, TrainCommon,
+    TrainDetectorArgs,
 };
 use crate::config::{self, Config};
 use crate::exit::Exit;
-use crate::models::{Classifier, Detector, Placement};
+use crate::models::{store, Classifier, Detector, Placement};
 use crate::pipeline;
 use crate::train::{self, Optim};
 use tch::Device;
@@ -18,7 +19,63 @@ pub fn run(cmd: Command) -> Exit {
         Command::Train(TrainCommand::Classifier(a)) => train_classifier(a),
         Command::Train(TrainCommand::Detector(a)) => train_detector(a),
         Command::Eval(a) => eval(a),
+        Command::Models(ModelsCommand::Import { file, role }) => models_import(&file, role.as_deref()),
+        Command::Models(ModelsCommand::List { json }) => models_list(json),
     }
+}
+
+/// `boxwalk models import`.
+pub fn models_import(file: &std::path::Path, role: Option<&str>) -> Exit {
+    let role = match role.map(|r| store::Role::parse(r).ok_or(r)).transpose() {
+        Ok(r) => r,
+        Err(r) => {
+            eprintln!("boxwalk: --as {r}: use detector or classifier");
+            return Exit::Usage;
+        }
+    };
+    match store::import(file, role, None) {
+        Ok((path, card)) => {
+            println!(
+                "boxwalk: installed {} as the {} ({} classes; sha256 of the original {})",
+                path.display(),
+                card.role,
+                card.classes.len(),
+                card.source_sha256.as_deref().unwrap_or("?")
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
+    }
+}
+
+/// `boxwalk models list`.
+pub fn models_list(json: bool) -> Exit {
+    let all = store::list();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        return Exit::Ok;
+    }
+    println!("model store: {}", config::model_store().display());
+    if all.is_empty() {
+        println!("no models installed");
+    }
+    for m in &all {
+        println!(
+            "{} {:<10} {:>9.1} MB  sha256 {}  {}{}\n      source: {}",
+            if m.in_use { "*" } else { " " },
+            m.role,
+            m.bytes as f64 / 1e6,
+            &m.sha256[..m.sha256.len().min(16)],
+            m.file,
+            if m.demo { "  (demo)" } else { "" },
+            m.source
+        );
+    }
+    println!("* = used by `boxwalk detect` by default");
+    Exit::Ok
 }
 
 /// `boxwalk detect`.

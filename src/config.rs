@@ -79,7 +79,7 @@ pub fn demo_dir() -> PathBuf {
 }
 
 /// Which weight file a role uses: the flag, else the official file in the store, else the demo.
-fn resolve_weights(flag: Option<PathBuf>, official: &str, demo: &str) -> (PathBuf, bool) {
+pub fn resolve_weights(flag: Option<PathBuf>, official: &str, demo: &str) -> (PathBuf, bool) {
     if let Some(f) = flag {
         return (f, false);
     }

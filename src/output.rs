@@ -9,7 +9,12 @@ use std::path::Path;
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".boxwalk-").suffix(".tmp").tempfile_in(dir)?;
+    // Readable like any other output (tempfile's default is owner-only).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".boxwalk-")
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         write(&mut w)?;
@@ -66,6 +71,8 @@ mod tests {
         let names: Vec<_> =
             std::fs::read_dir(dir.path().join("sub")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).expect("stat").permissions());
+        assert_eq!(mode & 0o777, 0o644, "outputs are world-readable like ordinary files");
     }
 
     #[test]

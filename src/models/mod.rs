@@ -6,6 +6,7 @@
 pub mod card;
 pub mod resnet;
 pub mod ssd;
+pub mod store;
 
 pub use card::{ClassInfo, ModelCard};
 
