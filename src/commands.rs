@@ -92,7 +92,8 @@ pub fn detect(args: DetectArgs) -> Exit {
         eprintln!(
             "boxwalk: note: no official weights installed, so the offline DEMO {} from {} {} used. They were trained \
              on synthetic shapes (circle, square, triangle, star, cross; background kinds), not on COCO/ImageNet. \
-             For the real SSD300/ResNet-18, put converted weights in {} (see README, \"Official weights\").",
+             For the real SSD300/ResNet-18, run `boxwalk models import FILE` on the official checkpoints (they go to {}; \
+             see README, \"Official weights\").",
             cfg.demo_roles.join(" and "),
             config::demo_dir().display(),
             if cfg.demo_roles.len() > 1 { "are" } else { "is" },
@@ -282,7 +283,7 @@ pub fn eval(a: EvalArgs) -> Exit {
     } else if let Some(w) = &a.classifier_weights {
         Classifier::open(w, place).map_err(|e| e.to_string()).and_then(|cls| {
             let names: Vec<String> = cls.classes.iter().map(|c| c.name.clone()).collect();
-            let (items, _) = crate::eval::image_folder(&a.data, Some(&names))?;
+            let items = crate::eval::image_folder(&a.data, Some(&names))?.items;
             let r = crate::eval::eval_classifier(&cls, &items, a.batch_size)?;
             Ok((
                 serde_json::to_value(&r).unwrap_or_default(),

@@ -130,6 +130,26 @@ mod tests {
     }
 
     #[test]
+    fn every_input_format_decodes_and_gifs_give_their_first_frame() {
+        let img = image::DynamicImage::ImageRgb8(RgbImage::from_pixel(6, 4, image::Rgb([250, 10, 10])));
+        for f in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Tiff] {
+            let d = decode_bytes(&encode(&img, f), Path::new("x"), &Limits::default()).expect("decodes");
+            assert_eq!((d.format, d.rgb.dimensions()), (f, (6, 4)));
+            assert!(d.rgb.get_pixel(3, 2).0[0] > 200, "{f:?}");
+        }
+        let mut gif = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+            let frame = |c: [u8; 4]| image::Frame::new(ImageBuffer::from_pixel(6, 4, Rgba(c)));
+            enc.encode_frames([frame([0, 0, 255, 255]), frame([255, 0, 0, 255])]).expect("gif");
+        }
+        let d = decode_bytes(&gif, Path::new("anim.gif"), &Limits::default()).expect("gif decodes");
+        assert_eq!(d.format, ImageFormat::Gif);
+        let p = d.rgb.get_pixel(0, 0).0;
+        assert!(p[2] > 200 && p[0] < 50, "first frame (blue), got {p:?}");
+    }
+
+    #[test]
     fn exif_orientation_is_applied() {
         // A 4×2 JPEG tagged orientation 6 (rotate 90° clockwise) must come out 2×4.
         let img = image::DynamicImage::ImageRgb8(RgbImage::from_pixel(4, 2, image::Rgb([200, 10, 10])));

@@ -165,10 +165,18 @@ pub fn eval_detector(det: &Detector, ds: &Dataset, root: &Path, batch_size: usiz
     Ok(mean_ap(&dets, &truths, &names))
 }
 
-/// An ImageFolder split: `(path, class index)`. With `classes`, folder names are looked up in
+/// An ImageFolder split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolder {
+    /// `(image, class index)`.
+    pub items: Vec<(PathBuf, usize)>,
+    pub classes: Vec<String>,
+}
+
+/// Reads an ImageFolder split: `(path, class index)`. With `classes`, folder names are looked up in
 /// it (a folder not in it is an error; a class may have no folder); without, the classes are the
 /// sorted folder names.
-pub fn image_folder(dir: &Path, classes: Option<&[String]>) -> Result<(Vec<(PathBuf, usize)>, Vec<String>), String> {
+pub fn image_folder(dir: &Path, classes: Option<&[String]>) -> Result<ImageFolder, String> {
     let mut folders: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(Result::ok)
@@ -191,7 +199,7 @@ pub fn image_folder(dir: &Path, classes: Option<&[String]>) -> Result<(Vec<(Path
             }
         }
     }
-    Ok((items, classes))
+    Ok(ImageFolder { items, classes })
 }
 
 /// Classifier accuracy on an ImageFolder split.

@@ -87,8 +87,9 @@ fn load_backbone(vs: &mut nn::VarStore, file: &Path) -> Result<(), String> {
 /// Trains; writes `OUT/classifier.safetensors` and its model card, returns the path and the
 /// final validation accuracy.
 pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(PathBuf, f64), String> {
-    let (train_items, classes) = image_folder(&o.data.join("train"), None)?;
-    let (val_items, _) = image_folder(&o.data.join("val"), Some(&classes))?;
+    let train_set = image_folder(&o.data.join("train"), None)?;
+    let (train_items, classes) = (train_set.items, train_set.classes);
+    let val_items = image_folder(&o.data.join("val"), Some(&classes))?.items;
     let divisor = match &o.init {
         Some(f) => ModelCard::for_weights(f)?.map_or(1, |c| c.width_divisor.max(1)),
         None => o.width_divisor.max(1),
