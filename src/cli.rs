@@ -39,6 +39,17 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
+    /// Download the official checkpoints (NVIDIA SSD300, torchvision ResNet-18), verify and install
+    /// them. Resumes interrupted downloads. BOXWALK_MIRROR=URL fetches the same file names from a
+    /// mirror.
+    Fetch {
+        /// Only the detector.
+        #[arg(long)]
+        detector: bool,
+        /// Only the classifier.
+        #[arg(long)]
+        classifier: bool,
+    },
     /// Convert an official checkpoint (NVIDIA's nvidia_ssdpyt_amp_200703.pt training dict, or
     /// torchvision's resnet18-f37072fd.pth state dict) and install it in the model store.
     Import {

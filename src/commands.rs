@@ -21,6 +21,7 @@ pub fn run(cmd: Command) -> Exit {
         Command::Eval(a) => eval(a),
         Command::Models(ModelsCommand::Import { file, role }) => models_import(&file, role.as_deref()),
         Command::Models(ModelsCommand::List { json }) => models_list(json),
+        Command::Models(ModelsCommand::Fetch { detector, classifier }) => models_fetch(detector, classifier),
     }
 }
 
@@ -48,6 +49,38 @@ pub fn models_import(file: &std::path::Path, role: Option<&str>) -> Exit {
             eprintln!("boxwalk: {e}");
             Exit::Fatal
         }
+    }
+}
+
+/// `boxwalk models fetch`.
+pub fn models_fetch(detector: bool, classifier: bool) -> Exit {
+    let both = !detector && !classifier;
+    let mirror = std::env::var("BOXWALK_MIRROR").ok().filter(|m| !m.is_empty());
+    let mut failed = false;
+    for src in crate::models::fetch::SOURCES {
+        let wanted = both
+            || (detector && src.role == store::Role::Detector)
+            || (classifier && src.role == store::Role::Classifier);
+        if !wanted {
+            continue;
+        }
+        match crate::models::fetch::fetch(&src, mirror.as_deref()) {
+            Ok((path, card)) => println!(
+                "boxwalk: installed {} from {} (sha256 {})",
+                path.display(),
+                card.source,
+                card.source_sha256.as_deref().unwrap_or("?")
+            ),
+            Err(e) => {
+                eprintln!("boxwalk: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Exit::Fatal
+    } else {
+        Exit::Ok
     }
 }
 

@@ -4,6 +4,7 @@
 //! train flag from every caller.
 
 pub mod card;
+pub mod fetch;
 pub mod resnet;
 pub mod ssd;
 pub mod store;
