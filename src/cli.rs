@@ -276,4 +276,12 @@ pub struct DetectArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Process every image again, even those unchanged since the last run in OUT.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Delete the annotated copies of inputs that no longer exist.
+    #[arg(long)]
+    pub prune: bool,
 }

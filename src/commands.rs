@@ -151,10 +151,16 @@ pub fn detect(args: DetectArgs) -> Exit {
             let c = &s.report.counts;
             if !quiet {
                 println!(
-                    "boxwalk: {} images ({} ok, {} failed) in {:.1} s on {}; annotated copies in {}, report: {}",
+                    "boxwalk: {} images ({} ok, {} failed; {} new, {} changed, {} unchanged, {} removed; {} processed) \
+                     in {:.1} s on {}; annotated copies in {}, report: {}",
                     c.images,
                     c.ok,
                     c.failed,
+                    c.new,
+                    c.changed,
+                    c.unchanged,
+                    c.removed,
+                    c.processed,
                     s.report.timing.total_s,
                     s.report.device,
                     cfg.out.display(),

@@ -43,6 +43,8 @@ pub struct Config {
     pub threads: usize,
     pub limits: Limits,
     pub quiet: bool,
+    pub force: bool,
+    pub prune: bool,
 }
 
 /// `$BOXWALK_HOME`, else `$XDG_CACHE_HOME/boxwalk`, else `~/.cache/boxwalk`.
@@ -187,6 +189,8 @@ impl Config {
             threads,
             limits: Limits { max_file_size: a.max_file_size, max_pixels: a.max_pixels },
             quiet: a.quiet,
+            force: a.force,
+            prune: a.prune,
         })
     }
 

@@ -27,6 +27,8 @@ pub struct ImageJob {
     pub rel: String,
     /// Output path relative to OUT, `/`-separated.
     pub out_rel: String,
+    /// SHA-256 of the content, once hashed.
+    pub sha256: Option<String>,
 }
 
 /// A path under an input that could not be walked (e.g. an unreadable folder).
@@ -98,7 +100,7 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<Discovered, Discov
             let root = input.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
             let rel = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if seen.insert(input.canonicalize().unwrap_or(input.clone())) {
-                jobs.push(ImageJob { source: input.clone(), root, out_rel: rel.clone(), rel });
+                jobs.push(ImageJob { source: input.clone(), root, out_rel: rel.clone(), rel, sha256: None });
             }
             continue;
         }
@@ -128,6 +130,7 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<Discovered, Discov
                 root: input.clone(),
                 out_rel: format!("{prefix}{rel}"),
                 rel,
+                sha256: None,
             });
         }
     }

@@ -15,6 +15,7 @@ pub mod discover;
 pub mod error;
 pub mod eval;
 pub mod exit;
+pub mod journal;
 pub mod labels;
 pub mod models;
 pub mod output;

@@ -25,6 +25,16 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
     Ok(())
 }
 
+/// Removes temporary files a killed run left under `out` (they are never renamed into place).
+pub fn remove_stale_temps(out: &Path) {
+    for e in walkdir::WalkDir::new(out).into_iter().filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy();
+        if e.file_type().is_file() && name.starts_with(".boxwalk-") && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Encodes `img` in `format` into `w` (JPEG at `jpeg_quality`).
 pub fn encode_image(
     img: &RgbImage,

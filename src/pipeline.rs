@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::decode;
 use crate::discover::{self, ImageJob};
 use crate::error::{ImageError, WeightsError};
+use crate::journal::{self, Journal};
 use crate::models::{ClassProb, Classifier, Detector, Placement};
 use crate::output;
 use crate::preprocess;
@@ -305,6 +306,7 @@ fn write_one(job: ImageJob, result: Result<Inferred, ImageError>, cfg: &Config, 
     let mut entry = ImageEntry {
         path: job.rel.clone(),
         root: job.root.to_string_lossy().into_owned(),
+        input_sha256: job.sha256.clone(),
         width: None,
         height: None,
         detections: None,
@@ -363,15 +365,16 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
     let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
     std::fs::create_dir_all(&cfg.out).map_err(|e| out_err(format!("cannot create output folder: {e}")))?;
     let discover::Discovered { jobs, skipped } = discover::discover(&cfg.inputs, &cfg.out)?;
+    output::remove_stale_temps(&cfg.out);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .map_err(|e| FatalError::Setup(e.to_string()))?;
 
-    tch::set_num_threads(cfg.threads as i32);
-    let t_load = Instant::now();
-    let models = if jobs.is_empty() {
-        Models { detector: None, classifier: None, keep_labels: None }
-    } else {
-        load_models(cfg)?
-    };
-    let load_models_s = t_load.elapsed().as_secs_f64();
+    // What produces results: model files (by hash) and options. Checked before any work.
+    if !jobs.is_empty() {
+        cfg.check_weights().map_err(FatalError::Setup)?;
+    }
     let mut model_info = Vec::new();
     for (role, file) in [("detector", &cfg.detector_weights), ("classifier", &cfg.classifier_weights)] {
         if let Some(f) = file.as_ref().filter(|_| !jobs.is_empty()) {
@@ -384,19 +387,69 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
             });
         }
     }
+    let options = report_options(cfg);
+    let run_key = journal::run_key(&model_info, &options);
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads)
-        .build()
-        .map_err(|e| FatalError::Setup(e.to_string()))?;
+    // Incremental: carry over what is unchanged since the last run in this OUT.
+    let hashed: Vec<ImageJob> =
+        pool.install(|| jobs.into_par_iter().map(|j| ImageJob { sha256: sha256_file(&j.source).ok(), ..j }).collect());
+    let mut previous = journal::previous(&cfg.out, &run_key);
+    let mut counts = Counts { skipped: skipped.len(), ..Counts::default() };
+    let mut carried = Vec::new();
+    let mut todo = Vec::new();
+    for job in hashed {
+        let prev = previous.remove(&(job.root.to_string_lossy().into_owned(), job.rel.clone()));
+        let same_content =
+            prev.as_ref().is_some_and(|p| p.entry.input_sha256.is_some() && p.entry.input_sha256 == job.sha256);
+        match &prev {
+            None => counts.new += 1,
+            Some(_) if same_content => counts.unchanged += 1,
+            Some(_) => counts.changed += 1,
+        }
+        let reusable = prev.filter(|p| {
+            !cfg.force
+                && same_content
+                && p.same_key
+                && match (&p.entry.error, &p.entry.output) {
+                    (Some(e), _) => journal::is_permanent(&e.kind),
+                    (None, Some(o)) => cfg.out.join(o).is_file(),
+                    (None, None) => false,
+                }
+        });
+        match reusable {
+            Some(p) => carried.push(p.entry),
+            None => todo.push(job),
+        }
+    }
+    counts.removed = previous.len();
+    if cfg.prune {
+        prune(cfg, previous.values().filter_map(|p| p.entry.output.as_deref()));
+    }
+    counts.processed = todo.len();
+
+    tch::set_num_threads(cfg.threads as i32);
+    let t_load = Instant::now();
+    let models = if todo.is_empty() {
+        Models { detector: None, classifier: None, keep_labels: None }
+    } else {
+        load_models(cfg)?
+    };
+    let load_models_s = t_load.elapsed().as_secs_f64();
+    let mut journal = if todo.is_empty() {
+        None
+    } else {
+        Some(Journal::open(&cfg.out, &run_key).map_err(|e| out_err(format!("cannot write the journal: {e}")))?)
+    };
+
     let times = StageTimes::default();
     let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
         let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Ready, ImageError>)>>(2);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Inferred, ImageError>)>>(2);
         let (pool, times) = (&pool, &times);
         let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
+        let todo = &todo;
         s.spawn(move || {
-            for chunk in jobs.chunks(cfg.batch_size) {
+            for chunk in todo.chunks(cfg.batch_size) {
                 let batch =
                     pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
                 if prep_tx.send(batch).is_err() {
@@ -404,7 +457,8 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
                 }
             }
         });
-        let writer = s.spawn(move || {
+        let journal = &mut journal;
+        let writer = s.spawn(move || -> Result<Vec<ImageEntry>, FatalError> {
             let mut entries = Vec::new();
             for batch in done_rx {
                 let written: Vec<ImageEntry> =
@@ -412,9 +466,15 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
                 for e in written.iter().filter(|e| e.error.is_some()) {
                     on_error(e);
                 }
+                if let Some(j) = journal.as_mut() {
+                    j.append(&written).map_err(|e| FatalError::Output {
+                        path: cfg.out.join(journal::JOURNAL),
+                        reason: e.to_string(),
+                    })?;
+                }
                 entries.extend(written);
             }
-            entries
+            Ok(entries)
         });
         for batch in prep_rx {
             if done_tx.send(infer_batch(batch, cfg, &models, times)).is_err() {
@@ -422,31 +482,22 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
             }
         }
         drop(done_tx);
-        writer.join().map_err(|_| FatalError::Setup("the writer thread panicked".into()))
+        writer.join().map_err(|_| FatalError::Setup("the writer thread panicked".into()))?
     })?;
+    entries.extend(carried);
     entries.sort_by(|a, b| (&a.root, &a.path).cmp(&(&b.root, &b.path)));
 
-    let failed = entries.iter().filter(|e| e.error.is_some()).count();
-    let counts = Counts { images: entries.len(), ok: entries.len() - failed, failed, skipped: skipped.len() };
+    counts.images = entries.len();
+    counts.failed = entries.iter().filter(|e| e.error.is_some()).count();
+    counts.ok = counts.images - counts.failed;
     let report = Report {
         schema: report::SCHEMA.into(),
         tool: report::Tool { name: "boxwalk".into(), version: env!("CARGO_PKG_VERSION").into() },
         started,
         finished: now_rfc3339(),
         device: device_name(cfg.device),
-        options: report::Options {
-            threshold: cfg.threshold,
-            max_detections: cfg.decode.max_output,
-            classes: cfg.class_names.clone(),
-            top_k: cfg.top_k,
-            classify_crops: cfg.classify_crops,
-            detect: cfg.detector_weights.is_some(),
-            classify: cfg.classifier_weights.is_some(),
-            half: cfg.half,
-            batch_size: cfg.batch_size,
-            format: cfg.format.and_then(|f| f.extensions_str().first().map(|s| s.to_string())),
-            jpeg_quality: cfg.jpeg_quality,
-        },
+        options,
+        run_key,
         models: model_info,
         counts,
         timing: Timing {
@@ -469,5 +520,36 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         serde_json::to_writer_pretty(&mut *w, &report).map_err(std::io::Error::other)
     })
     .map_err(|e| FatalError::Output { path: report_path.clone(), reason: e.to_string() })?;
+    // The report now holds everything the journal recorded.
+    if let Some(j) = journal {
+        j.finish().map_err(|e| out_err(format!("cannot remove the journal: {e}")))?;
+    }
     Ok(Summary { report, report_path })
+}
+
+/// The options recorded in the report.
+fn report_options(cfg: &Config) -> report::Options {
+    report::Options {
+        threshold: cfg.threshold,
+        max_detections: cfg.decode.max_output,
+        classes: cfg.class_names.clone(),
+        top_k: cfg.top_k,
+        classify_crops: cfg.classify_crops,
+        detect: cfg.detector_weights.is_some(),
+        classify: cfg.classifier_weights.is_some(),
+        half: cfg.half,
+        batch_size: cfg.batch_size,
+        format: cfg.format.and_then(|f| f.extensions_str().first().map(|s| s.to_string())),
+        jpeg_quality: cfg.jpeg_quality,
+    }
+}
+
+/// `--prune`: deletes the annotated copies of removed inputs (only plain relative paths inside OUT).
+fn prune<'a>(cfg: &Config, outputs: impl Iterator<Item = &'a str>) {
+    for rel in outputs {
+        let p = Path::new(rel);
+        if p.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+            let _ = std::fs::remove_file(cfg.out.join(p));
+        }
+    }
 }

@@ -16,6 +16,9 @@ pub struct Report {
     /// Device the models ran on, e.g. `cpu` or `cuda:0`.
     pub device: String,
     pub options: Options,
+    /// Hash of the model files and result-relevant options; a later run in the same OUT carries
+    /// over unchanged images only when its key is the same.
+    pub run_key: String,
     pub models: Vec<ModelInfo>,
     pub counts: Counts,
     pub timing: Timing,
@@ -68,7 +71,16 @@ pub struct Counts {
     pub images: usize,
     pub ok: usize,
     pub failed: usize,
+    /// Paths under the inputs that could not be walked.
     pub skipped: usize,
+    /// Compared with the previous run in the same OUT: images seen for the first time, with new
+    /// content, with the same content, and gone since.
+    pub new: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    /// Images that went through the models in this run (the rest were carried over).
+    pub processed: usize,
 }
 
 /// Wall time of the run and time spent per stage (summed over worker threads).
@@ -89,6 +101,9 @@ pub struct ImageEntry {
     pub path: String,
     /// The input (file's folder or the folder given) this path is relative to.
     pub root: String,
+    /// SHA-256 of the input file's content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

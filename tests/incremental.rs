@@ -1,0 +1,122 @@
+//! Nightly-run behaviour: a second run over an unchanged tree does no inference; changed, new
+//! and removed inputs are counted and handled; `--force` redoes everything; and a run killed with
+//! SIGKILL at several points, then rerun, ends with the same report as an uninterrupted run.
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn demo(file: &str) -> PathBuf {
+    common::repo().join("models/demo").join(file)
+}
+
+fn detect_cmd(input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = common::boxwalk();
+    c.arg("detect")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "cpu", "--batch-size", "8", "--quiet"])
+        .arg("--detector-weights")
+        .arg(demo("detector.safetensors"))
+        .arg("--classifier-weights")
+        .arg(demo("classifier.safetensors"))
+        .args(extra);
+    c
+}
+
+fn detect(input: &Path, out: &Path, extra: &[&str]) -> Value {
+    let o = detect_cmd(input, out, extra).output().expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json")
+}
+
+fn scenes(dir: &Path, n: usize, seed: u64) {
+    let o = boxwalk::synth::SynthOptions { n, seed, width: 96, height: 72, ..Default::default() };
+    boxwalk::synth::write_set(&o, &dir.join("set")).expect("synth");
+    std::fs::rename(dir.join("set/images"), dir.join("photos")).expect("move");
+}
+
+#[test]
+fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 30, 21);
+    let input = t.path().join("photos");
+    let out = t.path().join("out");
+    let first = detect(&input, &out, &[]);
+    assert_eq!(first["counts"]["new"], 30);
+    assert_eq!(first["counts"]["processed"], 30);
+    assert!(!out.join("journal.jsonl").exists(), "the journal is folded into the report");
+
+    let second = detect(&input, &out, &[]);
+    assert_eq!(second["counts"]["processed"], 0, "no inference on an unchanged tree");
+    assert_eq!(second["counts"]["unchanged"], 30);
+    assert_eq!(second["images"], first["images"]);
+    assert_eq!(second["timing"]["inference_s"], 0.0);
+
+    // One changed, one new, one removed.
+    std::fs::copy(input.join("000001.png"), input.join("000000.png")).expect("change");
+    std::fs::copy(input.join("000002.png"), input.join("extra.png")).expect("add");
+    std::fs::remove_file(input.join("000029.png")).expect("remove");
+    let third = detect(&input, &out, &["--prune"]);
+    let c = &third["counts"];
+    assert_eq!((c["new"].as_u64(), c["changed"].as_u64(), c["removed"].as_u64()), (Some(1), Some(1), Some(1)), "{c}");
+    assert_eq!(c["processed"], 2);
+    assert_eq!(c["images"], 30);
+    assert!(!out.join("000029.png").exists(), "--prune removes the copy of a removed input");
+    assert!(out.join("extra.png").is_file());
+
+    // Other options: a different run key, so everything is redone; so does --force.
+    let fourth = detect(&input, &out, &["--threshold", "0.6"]);
+    assert_eq!(fourth["counts"]["processed"], 30);
+    let fifth = detect(&input, &out, &["--threshold", "0.6", "--force"]);
+    assert_eq!(fifth["counts"]["processed"], 30);
+    assert_eq!(fifth["images"], fourth["images"]);
+}
+
+#[test]
+fn a_run_killed_at_any_point_resumes_to_the_same_report() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 200, 22);
+    let input = t.path().join("photos");
+    let clean_out = t.path().join("clean");
+    let started = Instant::now();
+    let clean = detect(&input, &clean_out, &[]);
+    let full = started.elapsed();
+    assert_eq!(clean["counts"]["ok"], 200);
+
+    let mut interrupted = 0;
+    let mut resumed_work = Vec::new();
+    for (k, fraction) in [0.15, 0.4, 0.7].into_iter().enumerate() {
+        let out = t.path().join(format!("killed{k}"));
+        let mut child = detect_cmd(&input, &out, &[]).spawn().expect("spawn");
+        std::thread::sleep(full.mul_f64(fraction));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if !out.join("report.json").exists() {
+            interrupted += 1;
+        }
+        // Nothing torn: every annotated copy there decodes.
+        for e in walkdir::WalkDir::new(&out).into_iter().filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_file() && name.ends_with(".png") && !name.starts_with(".boxwalk-") {
+                assert!(image::open(e.path()).is_ok(), "{} is torn", e.path().display());
+            }
+        }
+        let resumed = detect(&input, &out, &[]);
+        assert_eq!(resumed["images"], clean["images"], "kill at {fraction}: report differs from a clean run");
+        resumed_work.push(resumed["counts"]["processed"].as_u64().expect("processed"));
+        let leftovers = walkdir::WalkDir::new(&out)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".boxwalk-"))
+            .count();
+        assert_eq!(leftovers, 0, "temporary files of the killed run are cleaned up");
+    }
+    assert!(interrupted >= 2, "the kills landed mid-run ({interrupted} of 3; clean run took {full:?})");
+    assert!(resumed_work.iter().any(|&p| p < 200), "a rerun continues from the journal: processed {resumed_work:?}");
+    assert!(full > Duration::from_millis(300), "the run is long enough to interrupt");
+}
