@@ -30,6 +30,15 @@ pub enum Command {
     /// Train a classifier (ImageFolder) or an SSD detector (COCO format).
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Combine the outputs of `detect --shard` runs into one folder and report.
+    Merge {
+        /// Shard output folders.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Merged output folder.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Install official checkpoints into the model store, or list installed models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -284,4 +293,14 @@ pub struct DetectArgs {
     /// Delete the annotated copies of inputs that no longer exist.
     #[arg(long)]
     pub prune: bool,
+
+    /// Process only shard K of N (0 <= K < N), chosen by a hash of each image's path; `auto`
+    /// reads Slurm (SLURM_ARRAY_TASK_ID/_COUNT/_MIN) or Kubernetes (JOB_COMPLETION_INDEX).
+    /// Combine the shard outputs with `boxwalk merge`.
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
+
+    /// Number of shards when `--shard auto` takes the index from JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<u64>,
 }

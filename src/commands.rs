@@ -19,6 +19,27 @@ pub fn run(cmd: Command) -> Exit {
         Command::Train(TrainCommand::Classifier(a)) => train_classifier(a),
         Command::Train(TrainCommand::Detector(a)) => train_detector(a),
         Command::Eval(a) => eval(a),
+        Command::Merge { shards, out } => match crate::shard::merge(&shards, &out) {
+            Ok(r) => {
+                println!(
+                    "boxwalk: merged {} shards: {} images ({} ok, {} failed) into {}",
+                    shards.len(),
+                    r.counts.images,
+                    r.counts.ok,
+                    r.counts.failed,
+                    out.join("report.json").display()
+                );
+                if r.counts.failed > 0 {
+                    Exit::Failures
+                } else {
+                    Exit::Ok
+                }
+            }
+            Err(e) => {
+                eprintln!("boxwalk: {e}");
+                Exit::Fatal
+            }
+        },
         Command::Models(ModelsCommand::Import { file, role }) => models_import(&file, role.as_deref()),
         Command::Models(ModelsCommand::List { json }) => models_list(json),
         Command::Models(ModelsCommand::Fetch { detector, classifier }) => models_fetch(detector, classifier),

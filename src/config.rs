@@ -45,6 +45,7 @@ pub struct Config {
     pub quiet: bool,
     pub force: bool,
     pub prune: bool,
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// `$BOXWALK_HOME`, else `$XDG_CACHE_HOME/boxwalk`, else `~/.cache/boxwalk`.
@@ -155,6 +156,12 @@ impl Config {
             return Err(UsageError("--half needs a CUDA device (fp16 convolutions are not supported on CPU)".into()));
         }
         let format = a.format.as_deref().map(parse_format).transpose()?;
+        let shard = a
+            .shard
+            .as_deref()
+            .map(|s| crate::shard::Shard::parse(s, a.shard_count, &|k| std::env::var(k).ok()))
+            .transpose()
+            .map_err(UsageError)?;
         let mut demo_roles = Vec::new();
         let mut pick = |skip: bool, flag: Option<PathBuf>, role: &'static str, official: &str, demo: &str| {
             (!skip).then(|| {
@@ -191,6 +198,7 @@ impl Config {
             quiet: a.quiet,
             force: a.force,
             prune: a.prune,
+            shard,
         })
     }
 

@@ -22,6 +22,7 @@ pub mod output;
 pub mod pipeline;
 pub mod preprocess;
 pub mod report;
+pub mod shard;
 pub mod synth;
 #[doc(hidden)]
 pub mod testutil;

@@ -364,7 +364,10 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
     let t0 = Instant::now();
     let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
     std::fs::create_dir_all(&cfg.out).map_err(|e| out_err(format!("cannot create output folder: {e}")))?;
-    let discover::Discovered { jobs, skipped } = discover::discover(&cfg.inputs, &cfg.out)?;
+    let discover::Discovered { mut jobs, skipped } = discover::discover(&cfg.inputs, &cfg.out)?;
+    if let Some(shard) = cfg.shard {
+        jobs.retain(|j| shard.owns(&j.out_rel));
+    }
     output::remove_stale_temps(&cfg.out);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
@@ -498,6 +501,7 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         device: device_name(cfg.device),
         options,
         run_key,
+        shard: cfg.shard,
         models: model_info,
         counts,
         timing: Timing {

@@ -19,6 +19,9 @@ pub struct Report {
     /// Hash of the model files and result-relevant options; a later run in the same OUT carries
     /// over unchanged images only when its key is the same.
     pub run_key: String,
+    /// The share of the inputs this run processed (`--shard`); absent for a whole or merged run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
     pub models: Vec<ModelInfo>,
     pub counts: Counts,
     pub timing: Timing,

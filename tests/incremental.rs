@@ -120,3 +120,73 @@ fn a_run_killed_at_any_point_resumes_to_the_same_report() {
     assert!(resumed_work.iter().any(|&p| p < 200), "a rerun continues from the journal: processed {resumed_work:?}");
     assert!(full > Duration::from_millis(300), "the run is long enough to interrupt");
 }
+
+#[test]
+fn shard_runs_merged_equal_one_run() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 40, 23);
+    let input = t.path().join("photos");
+    let whole = detect(&input, &t.path().join("whole"), &[]);
+    let mut dirs = Vec::new();
+    let mut total = 0;
+    for k in 0..3 {
+        let dir = t.path().join(format!("shard{k}"));
+        let shard = format!("{k}/3");
+        let r = detect(&input, &dir, &["--shard", &shard]);
+        let n = r["counts"]["images"].as_u64().expect("images");
+        assert!(n > 0 && n < 40, "shard {k} has a share: {n}");
+        total += n;
+        dirs.push(dir);
+    }
+    assert_eq!(total, 40, "shards cover every image once");
+
+    // Slurm's environment gives the same share as the flag.
+    let slurm_dir = t.path().join("slurm");
+    let o = detect_cmd(&input, &slurm_dir, &["--shard", "auto"])
+        .env("SLURM_ARRAY_TASK_ID", "2")
+        .env("SLURM_ARRAY_TASK_MIN", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "3")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0));
+    let slurm: Value = serde_json::from_slice(&std::fs::read(slurm_dir.join("report.json")).expect("r")).expect("json");
+    let shard1: Value = serde_json::from_slice(&std::fs::read(dirs[1].join("report.json")).expect("r")).expect("json");
+    assert_eq!(slurm["images"], shard1["images"]);
+
+    let merged_dir = t.path().join("merged");
+    let mut merge = common::boxwalk();
+    merge.arg("merge").args(&dirs).arg("--out").arg(&merged_dir);
+    let o = merge.output().expect("merge");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged: Value =
+        serde_json::from_slice(&std::fs::read(merged_dir.join("report.json")).expect("r")).expect("json");
+    // Other batch compositions than the whole run: equal up to float noise.
+    common::assert_json_close(&merged["images"], &whole["images"], 1e-3, "images");
+    for e in merged["images"].as_array().expect("images") {
+        assert!(merged_dir.join(e["output"].as_str().expect("output")).is_file());
+    }
+
+    // Overlapping shards and shards run with other options are refused.
+    let o = common::boxwalk()
+        .arg("merge")
+        .arg(&dirs[0])
+        .arg(&dirs[0])
+        .arg("--out")
+        .arg(t.path().join("m2"))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("overlapping"));
+    let other = t.path().join("other");
+    detect(&input, &other, &["--shard", "0/3", "--threshold", "0.7"]);
+    let o = common::boxwalk()
+        .arg("merge")
+        .arg(&dirs[1])
+        .arg(&other)
+        .arg("--out")
+        .arg(t.path().join("m3"))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("run keys differ"));
+}
