@@ -9,7 +9,8 @@ const EXIT_CODES: &str = "Exit codes:
   1  usage error (bad flag or value)
   2  fatal error (no weights, unwritable output, model failure)
   3  finished, but some images failed (see `error` entries in report.json)
-  4  no input images found";
+  4  no input images found
+  130  stopped by Ctrl-C (the report holds what was done; rerun to continue)";
 
 /// Walks folders of photos, runs an SSD300-ResNet50 object detector and a ResNet-18 ImageNet
 /// classifier, and writes annotated copies plus one JSON report.
@@ -285,6 +286,14 @@ pub struct DetectArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Progress as JSON lines on stdout (one per image, plus start and summary events).
+    #[arg(long)]
+    pub json_progress: bool,
+
+    /// Report every file under the inputs, not only image-named ones (non-images become errors).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Process every image again, even those unchanged since the last run in OUT.
     #[arg(long)]

@@ -8,6 +8,7 @@ use crate::config::{self, Config};
 use crate::exit::Exit;
 use crate::models::{store, Classifier, Detector, Placement};
 use crate::pipeline;
+use crate::progress::{self, Progress};
 use crate::train::{self, Optim};
 use tch::Device;
 
@@ -154,12 +155,19 @@ pub fn detect(args: DetectArgs) -> Exit {
             config::model_store().display()
         );
     }
-    let on_error = |e: &crate::report::ImageEntry| {
-        if let Some(err) = &e.error {
-            eprintln!("boxwalk: error [{}] {}", err.kind, err.message);
+    let progress = Progress::new(progress::Style::pick(quiet, cfg.json_progress));
+    // First Ctrl-C: finish the batch in flight, write the report, exit 130. Second: exit now
+    // (the journal still lets the next run continue).
+    let stop = progress.stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(Exit::Interrupted as i32);
         }
-    };
-    match pipeline::run(&cfg, &on_error) {
+        eprintln!("\nboxwalk: stopping after the current batch (Ctrl-C again to quit at once)");
+    });
+    let result = pipeline::run(&cfg, &progress);
+    progress.finish();
+    match result {
         Err(e @ pipeline::FatalError::Usage(_)) => {
             eprintln!("boxwalk: {e}");
             Exit::Usage
@@ -170,7 +178,13 @@ pub fn detect(args: DetectArgs) -> Exit {
         }
         Ok(s) => {
             let c = &s.report.counts;
-            if !quiet {
+            if cfg.json_progress {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "finished", "counts": c, "interrupted": s.report.interrupted,
+                    "report": s.report_path})
+                );
+            } else if !quiet {
                 println!(
                     "boxwalk: {} images ({} ok, {} failed; {} new, {} changed, {} unchanged, {} removed; {} processed) \
                      in {:.1} s on {}; annotated copies in {}, report: {}",
@@ -188,7 +202,10 @@ pub fn detect(args: DetectArgs) -> Exit {
                     s.report_path.display()
                 );
             }
-            if c.images == 0 {
+            if s.report.interrupted {
+                eprintln!("boxwalk: interrupted; rerun the same command to continue");
+                Exit::Interrupted
+            } else if c.images == 0 {
                 eprintln!("boxwalk: no images found in the inputs");
                 Exit::NoInputs
             } else if c.failed > 0 {

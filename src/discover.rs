@@ -88,8 +88,10 @@ fn prefixes(inputs: &[PathBuf]) -> Vec<String> {
 
 /// Walks `inputs` and returns the image jobs in order (inputs in the order given, each sorted).
 /// `out_dir` (which should exist) is excluded. A file named explicitly is taken whatever its
-/// extension. Walk errors inside a folder (unreadable subfolders) are returned as `skipped`.
-pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<Discovered, DiscoverError> {
+/// extension; with `strict`, so is every regular file in the folders (non-images then fail as
+/// errors instead of being ignored). Walk errors inside a folder (unreadable subfolders) are
+/// returned as `skipped`.
+pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Discovered, DiscoverError> {
     let out_canon = out_dir.canonicalize().ok();
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
@@ -117,7 +119,7 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path) -> Result<Discovered, Discov
                     continue;
                 }
             };
-            if !entry.file_type().is_file() || !is_image_name(entry.path()) {
+            if !entry.file_type().is_file() || !(strict || is_image_name(entry.path())) {
                 continue;
             }
             let Ok(rel) = entry.path().strip_prefix(input) else { continue };
@@ -173,7 +175,7 @@ mod tests {
             touch(&root.join(f));
         }
         let out = root.join("out");
-        let Discovered { jobs, skipped } = discover(std::slice::from_ref(&root), &out).expect("discover");
+        let Discovered { jobs, skipped } = discover(std::slice::from_ref(&root), &out, false).expect("discover");
         let rels: Vec<_> = jobs.iter().map(|j| j.out_rel.as_str()).collect();
         assert_eq!(rels, vec!["a/img1.jpg", "a/z.PNG", "b/img1.jpg", "c.webp"]);
         assert!(skipped.is_empty());
@@ -188,7 +190,7 @@ mod tests {
         let (f1, f2) = (d.path().join("f/one.gif"), d.path().join("g/one.gif"));
         touch(&f1);
         touch(&f2);
-        let jobs = discover(&[x, y, f1, f2], &d.path().join("out")).expect("discover").jobs;
+        let jobs = discover(&[x, y, f1, f2], &d.path().join("out"), false).expect("discover").jobs;
         let rels: Vec<_> = jobs.iter().map(|j| j.out_rel.as_str()).collect();
         assert_eq!(rels, vec!["photos/1.jpg", "photos-2/1.jpg", "one.gif", "one-2.gif"]);
         assert_eq!(jobs[1].rel, "1.jpg");
@@ -197,7 +199,7 @@ mod tests {
     #[test]
     fn a_missing_input_is_an_error_naming_it() {
         let d = tempfile::tempdir().expect("tempdir");
-        let e = discover(&[d.path().join("nope")], d.path()).expect_err("missing");
+        let e = discover(&[d.path().join("nope")], d.path(), false).expect_err("missing");
         assert!(e.to_string().contains("nope"), "{e}");
     }
 }

@@ -13,6 +13,8 @@ pub enum Exit {
     Failures = 3,
     /// No input images were found.
     NoInputs = 4,
+    /// Stopped by Ctrl-C after finishing the batch in flight.
+    Interrupted = 130,
 }
 
 impl From<Exit> for std::process::ExitCode {

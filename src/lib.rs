@@ -21,6 +21,7 @@ pub mod models;
 pub mod output;
 pub mod pipeline;
 pub mod preprocess;
+pub mod progress;
 pub mod report;
 pub mod shard;
 pub mod synth;

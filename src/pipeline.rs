@@ -358,13 +358,36 @@ fn device_name(d: Device) -> String {
     }
 }
 
-/// Runs `detect` end to end. `on_error` is told about each failed image as it happens.
-pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summary, FatalError> {
+/// What a run tells the outside world as it goes, and how it is asked to stop early.
+pub trait Observer: Sync {
+    /// `todo` images will go through the models; `carried` were carried over unchanged.
+    fn started(&self, _todo: usize, _carried: usize) {}
+    /// One image finished (with a result or an error).
+    fn finished(&self, _entry: &ImageEntry) {}
+    /// Polled between batches: stop feeding new images, finish what is in flight, write the report.
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that only reports failed images to `f`.
+pub struct OnError<F: Fn(&ImageEntry) + Sync>(pub F);
+
+impl<F: Fn(&ImageEntry) + Sync> Observer for OnError<F> {
+    fn finished(&self, entry: &ImageEntry) {
+        if entry.error.is_some() {
+            (self.0)(entry);
+        }
+    }
+}
+
+/// Runs `detect` end to end, telling `observer` about progress.
+pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError> {
     let started = now_rfc3339();
     let t0 = Instant::now();
     let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
     std::fs::create_dir_all(&cfg.out).map_err(|e| out_err(format!("cannot create output folder: {e}")))?;
-    let discover::Discovered { mut jobs, skipped } = discover::discover(&cfg.inputs, &cfg.out)?;
+    let discover::Discovered { mut jobs, skipped } = discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?;
     if let Some(shard) = cfg.shard {
         jobs.retain(|j| shard.owns(&j.out_rel));
     }
@@ -444,6 +467,7 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         Some(Journal::open(&cfg.out, &run_key).map_err(|e| out_err(format!("cannot write the journal: {e}")))?)
     };
 
+    observer.started(todo.len(), carried.len());
     let times = StageTimes::default();
     let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
         let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Ready, ImageError>)>>(2);
@@ -453,6 +477,9 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         let todo = &todo;
         s.spawn(move || {
             for chunk in todo.chunks(cfg.batch_size) {
+                if observer.should_stop() {
+                    break;
+                }
                 let batch =
                     pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
                 if prep_tx.send(batch).is_err() {
@@ -466,8 +493,8 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
             for batch in done_rx {
                 let written: Vec<ImageEntry> =
                     pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, cfg, times)).collect());
-                for e in written.iter().filter(|e| e.error.is_some()) {
-                    on_error(e);
+                for e in &written {
+                    observer.finished(e);
                 }
                 if let Some(j) = journal.as_mut() {
                     j.append(&written).map_err(|e| FatalError::Output {
@@ -487,6 +514,7 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         drop(done_tx);
         writer.join().map_err(|_| FatalError::Setup("the writer thread panicked".into()))?
     })?;
+    let interrupted = observer.should_stop() && entries.len() < todo.len();
     entries.extend(carried);
     entries.sort_by(|a, b| (&a.root, &a.path).cmp(&(&b.root, &b.path)));
 
@@ -502,6 +530,7 @@ pub fn run(cfg: &Config, on_error: &(dyn Fn(&ImageEntry) + Sync)) -> Result<Summ
         options,
         run_key,
         shard: cfg.shard,
+        interrupted,
         models: model_info,
         counts,
         timing: Timing {

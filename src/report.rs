@@ -22,6 +22,10 @@ pub struct Report {
     /// The share of the inputs this run processed (`--shard`); absent for a whole or merged run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::shard::Shard>,
+    /// The run was stopped early (Ctrl-C): images not reached are missing from `images`; the next
+    /// run in the same OUT processes them.
+    #[serde(default)]
+    pub interrupted: bool,
     pub models: Vec<ModelInfo>,
     pub counts: Counts,
     pub timing: Timing,

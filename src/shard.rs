@@ -128,6 +128,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Report, String> {
         images,
         skipped,
         shard: None,
+        interrupted: reports.iter().any(|(_, r)| r.interrupted),
         ..first.clone()
     };
     let path = out.join("report.json");

@@ -190,3 +190,63 @@ fn shard_runs_merged_equal_one_run() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run keys differ"));
 }
+
+#[test]
+fn ctrl_c_stops_after_the_batch_writes_the_report_and_a_rerun_completes() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 200, 24);
+    let input = t.path().join("photos");
+    let started = Instant::now();
+    let clean = detect(&input, &t.path().join("clean"), &[]);
+    let full = started.elapsed();
+
+    let out = t.path().join("interrupted");
+    let mut c = detect_cmd(&input, &out, &[]);
+    c.stderr(std::process::Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    std::thread::sleep(full.mul_f64(0.4));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
+    assert!(status.success());
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    let partial: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json");
+    assert_eq!(partial["interrupted"], true);
+    let n = partial["images"].as_array().expect("images").len();
+    assert!(n > 0 && n < 200, "stopped part-way: {n}");
+    let resumed = detect(&input, &out, &[]);
+    assert_eq!(resumed["interrupted"], false);
+    assert_eq!(resumed["counts"]["processed"].as_u64(), Some(200 - n as u64));
+    assert_eq!(resumed["images"], clean["images"]);
+}
+
+#[test]
+fn progress_is_plain_lines_off_a_terminal_and_json_on_request_and_strict_reports_non_images() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 12, 25);
+    let input = t.path().join("photos");
+    std::fs::write(input.join("readme.txt"), b"not an image").expect("write");
+
+    let mut c = common::boxwalk();
+    c.arg("detect").arg(&input).arg("--out").arg(t.path().join("a"));
+    c.arg("--detector-weights").arg(demo("detector.safetensors"));
+    c.arg("--classifier-weights").arg(demo("classifier.safetensors"));
+    let o = c.output().expect("run");
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("12/12 images") && err.contains("images/s"), "a plain progress line: {err}");
+
+    let mut c = detect_cmd(&input, &t.path().join("b"), &["--json-progress", "--strict"]);
+    let o = c.output().expect("run");
+    assert_eq!(o.status.code(), Some(3), "readme.txt fails under --strict");
+    let events: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert_eq!(events.first().map(|e| e["event"].clone()), Some(Value::from("started")));
+    assert_eq!(events.iter().filter(|e| e["event"] == "image").count(), 13);
+    let last = events.last().expect("events");
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["counts"]["failed"], 1);
+    assert!(events.iter().any(|e| e["path"] == "readme.txt" && e["ok"] == false));
+}
