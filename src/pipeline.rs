@@ -203,28 +203,49 @@ fn infer_batch(
     if ready.is_empty() {
         return out;
     }
-    let result = timed(&times.inference, || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_models(&ready, cfg, models)))
-    });
-    match result {
-        Ok(per_image) => {
-            for ((job, r), (detections, classification)) in ready.into_iter().zip(per_image) {
-                out.push((job, Ok(Inferred { rgb: r.rgb, format: r.format, detections, classification })));
+    let results = timed(&times.inference, || run_models_adaptive(&ready, cfg, models));
+    for ((job, r), result) in ready.into_iter().zip(results) {
+        match result {
+            Ok((detections, classification)) => {
+                out.push((job, Ok(Inferred { rgb: r.rgb, format: r.format, detections, classification })))
+            }
+            Err(reason) => {
+                let path = job.source.clone();
+                out.push((job, Err(ImageError::Inference { path, reason })));
             }
         }
+    }
+    out
+}
+
+/// Runs the models on `ready`; when libtorch runs out of memory, retries the two halves
+/// separately (down to single images) instead of failing the batch.
+fn run_models_adaptive(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec<Result<PerImage, String>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_models(ready, cfg, models))) {
+        Ok(per_image) => per_image.into_iter().map(Ok).collect(),
         Err(panic) => {
             let reason = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "libtorch error".into());
-            for (job, _) in ready {
-                let path = job.source.clone();
-                out.push((job, Err(ImageError::Inference { path, reason: reason.clone() })));
+            if reason.contains("out of memory") && ready.len() > 1 {
+                let (a, b) = ready.split_at(ready.len() / 2);
+                let mut r = run_models_adaptive(a, cfg, models);
+                r.extend(run_models_adaptive(b, cfg, models));
+                r
+            } else {
+                vec![Err(reason); ready.len()]
             }
         }
     }
-    out
+}
+
+/// Test hook: `BOXWALK_FAULT_OOM_ABOVE=N` makes every batch of more than N images fail as if
+/// the device ran out of memory, so that the retry path can be tested without a GPU.
+fn injected_oom_limit() -> Option<usize> {
+    static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| std::env::var("BOXWALK_FAULT_OOM_ABOVE").ok().and_then(|v| v.parse().ok()))
 }
 
 type PerImage = (Option<Vec<Detection>>, Option<Vec<Class>>);
@@ -235,6 +256,9 @@ fn stack(inputs: impl Iterator<Item = Option<Tensor>>) -> Option<Tensor> {
 }
 
 fn run_models(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec<PerImage> {
+    if injected_oom_limit().is_some_and(|limit| ready.len() > limit) {
+        panic!("CUDA out of memory (injected by BOXWALK_FAULT_OOM_ABOVE)");
+    }
     let mut detections: Vec<Option<Vec<Detection>>> = vec![None; ready.len()];
     let mut classification: Vec<Option<Vec<Class>>> = vec![None; ready.len()];
     if let Some(det) = &models.detector {

@@ -19,7 +19,8 @@ fn detect_cmd(input: &Path, out: &Path, extra: &[&str]) -> Command {
         .arg(input)
         .arg("--out")
         .arg(out)
-        .args(["--device", "cpu", "--batch-size", "8", "--quiet"])
+        .args(["--device", "cpu", "--quiet"])
+        .args(if extra.contains(&"--batch-size") { &[][..] } else { &["--batch-size", "8"][..] })
         .arg("--detector-weights")
         .arg(demo("detector.safetensors"))
         .arg("--classifier-weights")
@@ -249,4 +250,35 @@ fn progress_is_plain_lines_off_a_terminal_and_json_on_request_and_strict_reports
     assert_eq!(last["event"], "finished");
     assert_eq!(last["counts"]["failed"], 1);
     assert!(events.iter().any(|e| e["path"] == "readme.txt" && e["ok"] == false));
+}
+
+#[test]
+fn out_of_memory_on_a_batch_retries_with_smaller_batches() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 10, 26);
+    let input = t.path().join("photos");
+    let normal = detect(&input, &t.path().join("normal"), &["--batch-size", "2"]);
+    let o = detect_cmd(&input, &t.path().join("oom"), &["--batch-size", "8"])
+        .env("BOXWALK_FAULT_OOM_ABOVE", "2")
+        .output()
+        .expect("run");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "every image succeeds after the retries: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("oom/report.json")).expect("report")).expect("json");
+    common::assert_json_close(&r["images"], &normal["images"], 1e-3, "images");
+    // A single image that still does not fit is one error, not a crash.
+    let o = detect_cmd(&input, &t.path().join("oom1"), &["--batch-size", "8"])
+        .env("BOXWALK_FAULT_OOM_ABOVE", "0")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(3));
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("oom1/report.json")).expect("report")).expect("json");
+    assert_eq!(r["counts"]["failed"], 10);
+    assert_eq!(r["images"][0]["error"]["kind"], "inference");
 }
