@@ -26,6 +26,9 @@ pub struct Report {
     /// run in the same OUT processes them.
     #[serde(default)]
     pub interrupted: bool,
+    /// Peak resident memory of the process (Linux VmHWM), MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
     pub models: Vec<ModelInfo>,
     pub counts: Counts,
     pub timing: Timing,

@@ -129,6 +129,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Report, String> {
         skipped,
         shard: None,
         interrupted: reports.iter().any(|(_, r)| r.interrupted),
+        peak_rss_mib: reports.iter().filter_map(|(_, r)| r.peak_rss_mib).reduce(f64::max),
         ..first.clone()
     };
     let path = out.join("report.json");

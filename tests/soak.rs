@@ -1,0 +1,48 @@
+//! Memory stays flat over long runs: the peak RSS of a run over 2000 small images is not
+//! meaningfully above that of a run over 400 of them (bounded channels, nothing kept per image
+//! but its report entry).
+
+mod common;
+
+use serde_json::Value;
+use std::path::Path;
+
+fn run(input: &Path, out: &Path) -> Value {
+    let demo = common::repo().join("models/demo");
+    let o = common::boxwalk()
+        .arg("detect")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "cpu", "--batch-size", "16", "--quiet"])
+        .arg("--detector-weights")
+        .arg(demo.join("detector.safetensors"))
+        .arg("--classifier-weights")
+        .arg(demo.join("classifier.safetensors"))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json")
+}
+
+#[test]
+fn peak_memory_does_not_grow_with_the_number_of_images() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let o =
+        boxwalk::synth::SynthOptions { n: 2000, seed: 31, width: 80, height: 60, max_objects: 3, ..Default::default() };
+    boxwalk::synth::write_set(&o, &t.path().join("set")).expect("synth");
+    let all = t.path().join("set/images");
+    let few = t.path().join("few");
+    std::fs::create_dir_all(&few).expect("mkdir");
+    for i in 0..400 {
+        let name = format!("{i:06}.png");
+        std::fs::copy(all.join(&name), few.join(&name)).expect("copy");
+    }
+    let small = run(&few, &t.path().join("out-few"));
+    let large = run(&all, &t.path().join("out-all"));
+    assert_eq!(large["counts"]["ok"], 2000);
+    let (a, b) = (small["peak_rss_mib"].as_f64().expect("peak"), large["peak_rss_mib"].as_f64().expect("peak"));
+    println!("peak RSS: {a:.0} MiB for 400 images, {b:.0} MiB for 2000 images");
+    // 5× the images; the report entries (~1 KiB each) are the only thing that should grow.
+    assert!(b <= a * 1.10 + 16.0, "peak RSS grew from {a:.0} MiB (400 images) to {b:.0} MiB (2000 images)");
+}
