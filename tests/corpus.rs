@@ -112,6 +112,18 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
         drop(enc);
         w("animated.gif", &gif);
     }
+    // CMYK JPEG and palette PNG, written by Pillow (the image crate encodes neither).
+    let py = std::process::Command::new(common::python())
+        .arg("-c")
+        .arg(
+            "import sys; from PIL import Image; d=sys.argv[1]; \
+             Image.new('CMYK', (40, 30), (0, 200, 200, 0)).save(d + '/cmyk.jpg'); \
+             Image.new('RGB', (40, 30), (10, 200, 30)).convert('P', palette=Image.ADAPTIVE, colors=8).save(d + '/palette.png')",
+        )
+        .arg(&inp)
+        .output()
+        .expect("python");
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
     let rotated = boxwalk::testutil::with_exif_orientation(&encode(&photo(60, 20), ImageFormat::Jpeg), 8);
     w("rotated.jpg", &rotated);
     let non_utf8 = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"caf\xe9.png");
@@ -169,6 +181,8 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
         "big.jpg",
         "animated.gif",
         "rotated.jpg",
+        "cmyk.jpg",
+        "palette.png",
         "caf\u{FFFD}.png",
     ];
     for name in ok {
@@ -182,6 +196,10 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
         (by_path["rotated.jpg"]["width"].as_u64(), by_path["rotated.jpg"]["height"].as_u64()),
         (Some(20), Some(60))
     );
+    // CMYK (0, 200, 200, 0) is red once converted to RGB.
+    let cmyk = boxwalk::decode::decode_file(&inp.join("cmyk.jpg"), &Default::default()).expect("cmyk decodes").rgb;
+    let p = cmyk.get_pixel(20, 15).0;
+    assert!(p[0] > 150 && p[1] < 120 && p[2] < 120, "CMYK converted to RGB: {p:?}");
     for skipped in ["folder.jpg", "pipe.jpg", "dangling.jpg", "loop.jpg", "outside-link.jpg", "notes.txt"] {
         assert!(!by_path.contains_key(skipped), "{skipped} is skipped, not processed");
     }

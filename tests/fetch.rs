@@ -102,22 +102,11 @@ fn fetch(home: &Path, mirror: &str, which: &str) -> (i32, String, String) {
     )
 }
 
-fn checkpoints(dir: &Path) -> String {
-    let out = std::process::Command::new(common::python())
-        .arg(common::repo().join("tests/reference/make_checkpoints.py"))
-        .arg(common::reference())
-        .arg(dir)
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn an_interrupted_download_resumes_and_installs() {
     let t = tempfile::tempdir().expect("tempdir");
     let served = t.path().join("served");
-    checkpoints(&served);
+    common::official_checkpoints(&served);
     let m = mirror(served.clone(), true);
     let home = t.path().join("home");
     let url = format!("http://127.0.0.1:{}/models", m.port);
@@ -141,7 +130,7 @@ fn an_interrupted_download_resumes_and_installs() {
 fn a_file_that_fails_the_published_hash_is_refused_and_no_server_fails_fast() {
     let t = tempfile::tempdir().expect("tempdir");
     let served = t.path().join("served");
-    let digest = checkpoints(&served);
+    let digest = common::official_checkpoints(&served);
     // Our test ResNet is not torchvision's file, so its hash cannot start with f37072fd.
     std::fs::rename(served.join(format!("resnet18-{}.pth", &digest[..8])), served.join("resnet18-f37072fd.pth"))
         .expect("rename");

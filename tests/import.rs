@@ -41,14 +41,7 @@ fn official_checkpoints_import_and_then_match_the_reference() {
     let fixtures = common::reference();
     let t = tempfile::tempdir().expect("tempdir");
     let ck = t.path().join("checkpoints");
-    let out = std::process::Command::new(common::python())
-        .arg(common::repo().join("tests/reference/make_checkpoints.py"))
-        .arg(fixtures)
-        .arg(&ck)
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let digest = common::official_checkpoints(&ck);
     let home = t.path().join("home");
 
     let (code, stdout, stderr) =
@@ -96,17 +89,9 @@ fn official_checkpoints_import_and_then_match_the_reference() {
 
 #[test]
 fn ddp_prefixes_are_stripped_and_bad_files_are_refused_with_reasons() {
-    let fixtures = common::reference();
     let t = tempfile::tempdir().expect("tempdir");
     let ck = t.path().join("checkpoints");
-    let out = std::process::Command::new(common::python())
-        .arg(common::repo().join("tests/reference/make_checkpoints.py"))
-        .arg(fixtures)
-        .arg(&ck)
-        .output()
-        .expect("python");
-    assert!(out.status.success());
-    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let digest = common::official_checkpoints(&ck);
     let home = t.path().join("home");
     let (code, stdout, stderr) =
         run_with_home(&home, &os(&[&"models", &"import", &ck.join("ssd_ddp.pt"), &"--as", &"detector"]));

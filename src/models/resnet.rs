@@ -24,6 +24,14 @@ fn downsample(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> Option<nn::Seq
         .then(|| nn::seq_t().add(conv(&p / "0", c_in, c_out, 1, stride, 0)).add(bn(&p / "1", c_out)))
 }
 
+/// The residual branch: `downsample(x)` when the block changes shape, else `x` itself.
+fn shortcut(ds: &Option<nn::SequentialT>, xs: &Tensor, train: bool) -> Tensor {
+    match ds {
+        Some(ds) => xs.apply_t(ds, train),
+        None => xs.shallow_clone(),
+    }
+}
+
 /// torchvision `BasicBlock`: 3×3 (stride) → BN → ReLU → 3×3 → BN, + identity, ReLU.
 fn basic_block(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::FuncT<'static> {
     let conv1 = conv(&p / "conv1", c_in, c_out, 3, stride, 1);
@@ -33,11 +41,7 @@ fn basic_block(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::FuncT<'st
     let ds = downsample(&p / "downsample", c_in, c_out, stride);
     nn::func_t(move |xs, train| {
         let ys = xs.apply(&conv1).apply_t(&bn1, train).relu().apply(&conv2).apply_t(&bn2, train);
-        let id = match &ds {
-            Some(ds) => xs.apply_t(ds, train),
-            None => xs.shallow_clone(),
-        };
-        (ys + id).relu()
+        (ys + shortcut(&ds, xs, train)).relu()
     })
 }
 
@@ -62,11 +66,7 @@ fn bottleneck(p: nn::Path, c_in: i64, mid: i64, stride: i64) -> nn::FuncT<'stati
             .relu()
             .apply(&conv3)
             .apply_t(&bn3, train);
-        let id = match &ds {
-            Some(ds) => xs.apply_t(ds, train),
-            None => xs.shallow_clone(),
-        };
-        (ys + id).relu()
+        (ys + shortcut(&ds, xs, train)).relu()
     })
 }
 

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone)]
@@ -109,11 +109,7 @@ pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(Path
             }
         }
     }
-    let mut opt = match o.optim {
-        Optim::Adam => nn::Adam { wd: o.weight_decay, ..Default::default() }.build(&vs, o.lr),
-        Optim::Sgd { momentum } => nn::Sgd { momentum, wd: o.weight_decay, ..Default::default() }.build(&vs, o.lr),
-    }
-    .map_err(|e| e.to_string())?;
+    let mut opt = o.optim.build(&vs, o.lr, o.weight_decay)?;
     let out = o.out.join("classifier.safetensors");
     let card_classes: Vec<ClassInfo> = classes.iter().map(|n| ClassInfo { name: n.clone(), coco_id: None }).collect();
     let mut acc = 0.0;

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// Options of a detector training run.
@@ -210,11 +210,7 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
     let val = o.val.as_ref().map(|v| Dataset::read(&v.join("annotations.json")).map(|d| (v.clone(), d))).transpose()?;
     let cfg = SsdConfig::ssd300();
     let dboxes = cfg.default_boxes_xywh();
-    let mut opt = match o.optim {
-        Optim::Adam => nn::Adam { wd: o.weight_decay, ..Default::default() }.build(&vs, o.lr),
-        Optim::Sgd { momentum } => nn::Sgd { momentum, wd: o.weight_decay, ..Default::default() }.build(&vs, o.lr),
-    }
-    .map_err(|e| e.to_string())?;
+    let mut opt = o.optim.build(&vs, o.lr, o.weight_decay)?;
 
     let steps_per_epoch = items.len().div_ceil(o.batch_size);
     for epoch in state.epoch..o.epochs {

@@ -13,6 +13,18 @@ pub enum Optim {
     Sgd { momentum: f64 },
 }
 
+impl Optim {
+    /// The optimiser over every trainable variable of `vs`.
+    pub fn build(self, vs: &tch::nn::VarStore, lr: f64, weight_decay: f64) -> Result<tch::nn::Optimizer, String> {
+        use tch::nn::OptimizerConfig;
+        match self {
+            Optim::Adam => tch::nn::Adam { wd: weight_decay, ..Default::default() }.build(vs, lr),
+            Optim::Sgd { momentum } => tch::nn::Sgd { momentum, wd: weight_decay, ..Default::default() }.build(vs, lr),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
 /// Where training progress goes (stdout in the CLI, a Vec in tests).
 pub trait TrainLog {
     fn line(&mut self, s: &str);

@@ -99,3 +99,16 @@ pub fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, tol: f64,
         _ => assert_eq!(a, b, "{at}"),
     }
 }
+
+/// Writes checkpoints in the official formats (`tests/reference/make_checkpoints.py`) into `dir`
+/// from the parity fixtures' weights; returns the SHA-256 of the torchvision-format file.
+pub fn official_checkpoints(dir: &Path) -> String {
+    let out = Command::new(python())
+        .arg(repo().join("tests/reference/make_checkpoints.py"))
+        .arg(reference())
+        .arg(dir)
+        .output()
+        .expect("run make_checkpoints.py");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
