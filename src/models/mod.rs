@@ -5,6 +5,7 @@
 
 pub mod card;
 pub mod fetch;
+pub mod frozen;
 pub mod resnet;
 pub mod ssd;
 pub mod store;
@@ -15,7 +16,7 @@ use crate::boxes::{self, DecodeParams, RawDetection, SsdConfig};
 use crate::error::WeightsError;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// How many offending keys an error message lists after the first.
@@ -94,23 +95,6 @@ pub fn load_strict(vs: &mut nn::VarStore, file: &Path, model: &str) -> Result<()
     Ok(())
 }
 
-/// Casts a loaded model to fp16 for `--half`, keeping every BatchNorm (weight, bias and running
-/// statistics) in fp32 as NVIDIA's `model_math='fp16'` does.
-fn to_half_keep_bn(vs: &mut nn::VarStore) {
-    vs.half();
-    let vars = vs.variables();
-    let _guard = tch::no_grad_guard();
-    for name in vars.keys() {
-        let Some(prefix) = name.strip_suffix(".running_mean") else { continue };
-        for suffix in ["weight", "bias", "running_mean", "running_var"] {
-            if let Some(v) = vars.get(&format!("{prefix}.{suffix}")) {
-                let f = v.to_kind(Kind::Float);
-                v.shallow_clone().set_data(&f);
-            }
-        }
-    }
-}
-
 /// Where a model runs and in which precision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
@@ -130,22 +114,21 @@ impl Placement {
     }
 }
 
-/// Builds a model in a fresh CPU `VarStore`, loads `file` strictly, then moves it to the placement.
-fn build<M>(
+/// Builds a model in a fresh CPU `VarStore`, loads `file` strictly, freezes it, and turns the
+/// variables into the inference form `freeze` makes (on the placement's device and kind).
+fn build<M, F>(
     file: &Path,
     model: &str,
     place: Placement,
     make: impl FnOnce(&nn::Path) -> M,
-) -> Result<(nn::VarStore, M), WeightsError> {
+    freeze: impl FnOnce(&frozen::Vars, frozen::Target) -> F,
+) -> Result<F, WeightsError> {
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = make(&vs.root());
+    let _net = make(&vs.root());
     load_strict(&mut vs, file, model)?;
-    vs.set_device(place.device);
-    if place.half {
-        to_half_keep_bn(&mut vs);
-    }
     vs.freeze();
-    Ok((vs, net))
+    let _guard = tch::no_grad_guard();
+    Ok(freeze(&vs.variables(), frozen::Target { device: place.device, kind: place.input_kind() }))
 }
 
 /// Raw SSD outputs on the CPU, f32: `locs` N×4×B offsets and `confs` N×C×B logits.
@@ -156,8 +139,7 @@ pub struct RawSsd {
 
 /// NVIDIA SSD300 with its default boxes and decoder.
 pub struct Detector {
-    _vs: nn::VarStore,
-    net: ssd::Ssd,
+    net: frozen::Ssd,
     pub arch: ssd::SsdArch,
     /// Label L (1-based) is `classes[L-1]`.
     pub classes: Vec<ClassInfo>,
@@ -219,10 +201,11 @@ impl Detector {
         card: Option<ModelCard>,
         place: Placement,
     ) -> Result<Self, WeightsError> {
-        let (vs, net) = build(file, "SSD300 detector", place, |p| ssd::Ssd::new(p, &arch))?;
+        let net =
+            build(file, "SSD300 detector", place, |p| ssd::Ssd::new(p, &arch), |v, at| frozen::Ssd::new(v, &arch, at))?;
         let config = SsdConfig::ssd300();
         let dboxes = config.default_boxes_xywh();
-        Ok(Detector { _vs: vs, net, arch, classes, card, config, dboxes, place, file: file.to_path_buf() })
+        Ok(Detector { net, arch, classes, card, config, dboxes, place, file: file.to_path_buf() })
     }
 
     /// The class of label `label` (1-based).
@@ -234,7 +217,7 @@ impl Detector {
     fn forward(&self, input: &Tensor) -> (Tensor, Tensor) {
         let _guard = tch::no_grad_guard();
         let x = input.to_device(self.place.device).to_kind(self.place.input_kind());
-        let (locs, confs) = self.net.forward_t(&x, false);
+        let (locs, confs) = self.net.run(&x);
         (locs.to_kind(Kind::Float), confs.to_kind(Kind::Float))
     }
 
@@ -255,7 +238,7 @@ impl Detector {
 
     /// Whether any weight would record gradients (it never should: the store is frozen).
     pub fn has_trainable_weights(&self) -> bool {
-        any_requires_grad(&self._vs)
+        self.net.tensors().any(Tensor::requires_grad)
     }
 
     /// Decodes CPU tensors `locs` N×4×B and softmax `scores` N×C×B.
@@ -292,8 +275,7 @@ pub struct ClassProb {
 
 /// torchvision ResNet-18 with `num_classes` outputs.
 pub struct Classifier {
-    _vs: nn::VarStore,
-    net: nn::SequentialT,
+    net: frozen::ResNet18,
     pub num_classes: i64,
     /// Output i is `classes[i]`.
     pub classes: Vec<ClassInfo>,
@@ -320,20 +302,26 @@ impl Classifier {
             None if num_classes == 1000 => ModelCard::imagenet_classes(),
             None => (0..num_classes).map(|i| ClassInfo { name: format!("class {i}"), coco_id: None }).collect(),
         };
-        let (vs, net) = build(file, "ResNet-18 classifier", place, |p| resnet::resnet18(p, num_classes, 64 / divisor))?;
-        Ok(Classifier { _vs: vs, net, num_classes, classes, card, place, file: file.to_path_buf() })
+        let net = build(
+            file,
+            "ResNet-18 classifier",
+            place,
+            |p| resnet::resnet18(p, num_classes, 64 / divisor),
+            frozen::ResNet18::new,
+        )?;
+        Ok(Classifier { net, num_classes, classes, card, place, file: file.to_path_buf() })
     }
 
     /// Logits N×classes (CPU, f32) for N×3×224×224 normalised input.
     pub fn logits(&self, input: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();
         let x = input.to_device(self.place.device).to_kind(self.place.input_kind());
-        self.net.forward_t(&x, false).to_kind(Kind::Float).to_device(Device::Cpu)
+        self.net.run(&x).to_kind(Kind::Float).to_device(Device::Cpu)
     }
 
     /// Whether any weight would record gradients (it never should: the store is frozen).
     pub fn has_trainable_weights(&self) -> bool {
-        any_requires_grad(&self._vs)
+        self.net.tensors().any(Tensor::requires_grad)
     }
 
     /// Softmax top-k per image, highest first.
@@ -383,11 +371,6 @@ fn fc_classes(file: &Path) -> Result<i64, WeightsError> {
             reason: format!("`fc.bias` has shape {shape}, expected [classes]"),
         }),
     }
-}
-
-/// True when any variable of the store would record gradients.
-fn any_requires_grad(vs: &nn::VarStore) -> bool {
-    vs.variables().values().any(|t| t.requires_grad())
 }
 
 #[cfg(test)]
