@@ -38,10 +38,22 @@ fn normalize(x: &Tensor) -> Tensor {
 
 /// 1×3×H×W uint8 → 1×3×300×300 normalised float.
 pub fn detector_input(u8_img: &Tensor) -> Tensor {
+    detector_input_from_float(&u8_img.to_kind(Kind::Float))
+}
+
+/// The detector input from the image as 0..255 floats. Resizing first and dividing by 255
+/// after is the same linear map as the reverse order, and touches 300² values instead of H×W.
+fn detector_input_from_float(x: &Tensor) -> Tensor {
     let _guard = tch::no_grad_guard();
-    let x = u8_img.to_kind(Kind::Float) / 255.0;
-    let x = x.internal_upsample_bilinear2d_aa([SSD_SIZE, SSD_SIZE], false, None, None);
+    let x = x.internal_upsample_bilinear2d_aa([SSD_SIZE, SSD_SIZE], false, None, None) / 255.0;
     normalize(&x)
+}
+
+/// Both network inputs from one upload, converting the (possibly large) image to floats once.
+pub fn inputs(u8_img: &Tensor, detector: bool, classifier: bool) -> (Option<Tensor>, Option<Tensor>) {
+    let _guard = tch::no_grad_guard();
+    let x = u8_img.to_kind(Kind::Float);
+    (detector.then(|| detector_input_from_float(&x)), classifier.then(|| classifier_input_from_float(&x)))
 }
 
 /// torchvision's resize target for `[256]`: the short side becomes 256, the long side
@@ -63,11 +75,15 @@ pub fn crop_offset(size: i64, crop: i64) -> i64 {
 
 /// 1×3×H×W uint8 → 1×3×224×224 normalised float.
 pub fn classifier_input(u8_img: &Tensor) -> Tensor {
+    classifier_input_from_float(&u8_img.to_kind(Kind::Float))
+}
+
+fn classifier_input_from_float(x: &Tensor) -> Tensor {
     let _guard = tch::no_grad_guard();
-    let size = u8_img.size();
+    let size = x.size();
     let (h, w) = (size[2], size[3]);
     let (nw, nh) = resize_short_side(w, h, RESIZE_SHORT);
-    let x = u8_img.to_kind(Kind::Float).internal_upsample_bilinear2d_aa([nh, nw], false, None, None).round();
+    let x = x.internal_upsample_bilinear2d_aa([nh, nw], false, None, None).round();
     let (top, left) = (crop_offset(nh, CROP), crop_offset(nw, CROP));
     let x = x.narrow(2, top, CROP).narrow(3, left, CROP) / 255.0;
     normalize(&x)
