@@ -6,6 +6,7 @@ SSD300 / ResNet-18 architectures with the same weights (tests/reference) -> NVID
 PIL drawing of the same labels -> JPEG files -> one JSON report.
 
 usage: python_pipeline.py IMAGES_DIR OUT_DIR --ssd FILE --resnet FILE [--batch-size 8] [--threads N]
+A boxwalk model card beside a weight file (boxwalk's demo models) selects its architecture and names.
 Prints one JSON line: images, seconds, images_per_s, peak_rss_mib.
 """
 import argparse
@@ -23,14 +24,36 @@ from safetensors.torch import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
-from ssd_reference import SSD300, Encoder, classifier_input, detector_input  # noqa: E402
+from ssd_reference import SSD300, Backbone, Encoder, classifier_input, detector_input, slim_resnet18  # noqa: E402
 
 
-def load_names():
+def card(weights):
+    """boxwalk's model card beside `weights` (X.safetensors -> X.json), if any."""
+    path = os.path.splitext(weights)[0] + ".json"
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def load_models(ssd_file, resnet_file):
+    """The architectures and class names the weights are for: NVIDIA's SSD300-R50 on COCO and
+    torchvision's ResNet-18 on ImageNet, or what a model card (boxwalk's demo models) says."""
     root = os.path.join(HERE, "..", "models")
-    coco = [l.split("\t")[2].strip() for l in open(os.path.join(root, "coco_classes.tsv")) if not l.startswith("#")]
-    imagenet = [l.strip() for l in open(os.path.join(root, "imagenet_classes.txt"))]
-    return coco, imagenet
+    det_card, cls_card = card(ssd_file), card(resnet_file)
+    if det_card:
+        names = [c["name"] for c in det_card["classes"]]
+        div = det_card["width_divisor"]
+        ssd = SSD300(Backbone("resnet18", div), label_num=len(names) + 1)
+    else:
+        names = [l.split("\t")[2].strip() for l in open(os.path.join(root, "coco_classes.tsv")) if not l.startswith("#")]
+        ssd = SSD300()
+    if cls_card:
+        cls_names = [c["name"] for c in cls_card["classes"]]
+        res = slim_resnet18(cls_card["width_divisor"], len(cls_names))
+    else:
+        cls_names = [l.strip() for l in open(os.path.join(root, "imagenet_classes.txt"))]
+        res = torchvision.models.resnet18(weights=None)
+    ssd.load_state_dict(load_file(ssd_file))
+    res.load_state_dict(load_file(resnet_file))
+    return ssd.eval(), res.eval(), names, cls_names
 
 
 def main():
@@ -45,15 +68,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
-    coco, imagenet = load_names()
+    ssd, res, coco, imagenet = load_models(a.ssd, a.resnet)
     font = ImageFont.truetype(os.path.join(HERE, "..", "fonts", "DejaVuSans.ttf"), 14)
-
-    ssd = SSD300()
-    ssd.load_state_dict(load_file(a.ssd))
-    ssd.eval()
-    res = torchvision.models.resnet18(weights=None)
-    res.load_state_dict(load_file(a.resnet))
-    res.eval()
     enc = Encoder()
 
     files = sorted(f for f in os.listdir(a.images) if f.lower().endswith((".jpg", ".jpeg", ".png")))

@@ -1,49 +1,64 @@
 #!/usr/bin/env bash
-# Benchmark (issue 5, not part of the test suite): boxwalk end to end against the straightforward
-# Python pipeline (bench/python_pipeline.py), same images, same official architectures and
-# weights (the parity reference's), same thread count, in one run. Prints images/s, the ratio and
-# peak RSS of each.
+# Benchmark (issue 5; not part of the test suite). On one image set, one machine and one thread
+# count, in one run, for each model set:
+#   1. boxwalk end to end (annotated JPEGs + report.json), wall time from its report (model
+#      loading and input hashing included);
+#   2. boxwalk's models alone on pre-decoded batches (`detect --bench-forward`): the floor;
+#   3. the straightforward Python pipeline (bench/python_pipeline.py) with the same libtorch,
+#      architectures, weights, decoding and labels (model loading excluded from its time).
+# Model sets: `official` = NVIDIA SSD300-ResNet50 + torchvision ResNet-18 (the parity reference's
+# random weights: same architectures and cost as the real ones), `demo` = models/demo.
 #
-# usage: bench/run.sh [N_IMAGES=200] [THREADS=all cores] [BATCH=8]
-# Not measured yet: boxwalk's forward pass alone (the floor); that comes with the engine work.
+# usage: bench/run.sh [N_IMAGES=200] [THREADS=all cores] [BATCH=8] [official|demo|both=both] [DEVICE=cpu]
+# Prints images/s and peak RSS for each, and the ratios boxwalk/Python and end-to-end/floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
 threads=${2:-$(nproc)}
 batch=${3:-8}
+sets=${4:-both}
+device=${5:-cpu}
 make -s build >/dev/null
 venv=$(scripts/venv.sh)
 py=$venv/bin/python
+bin=./target/release/boxwalk
 work=target/bench
 ref=$work/reference
 if [ ! -f "$ref/ssd300.safetensors" ]; then
   "$py" tests/reference/make_reference.py "$ref" >/dev/null
 fi
 imgs=$work/images-$n
-if [ ! -d "$imgs" ]; then
-  ./target/release/boxwalk synth --out "$work/synth-$n" --n "$n" --seed 77 --width 640 --height 480 >/dev/null
-  mkdir -p "$imgs"
-  "$py" - "$work/synth-$n/images" "$imgs" <<'PY'
-import os, sys
-from PIL import Image
-src, dst = sys.argv[1], sys.argv[2]
-for f in sorted(os.listdir(src)):
-    Image.open(os.path.join(src, f)).convert("RGB").save(os.path.join(dst, f[:-4] + ".jpg"), quality=90)
-PY
-fi
-rm -rf "$work/out-boxwalk" "$work/out-python"
-./target/release/boxwalk detect "$imgs" --out "$work/out-boxwalk" --device cpu --threads "$threads" \
-  --batch-size "$batch" --detector-weights "$ref/ssd300.safetensors" --classifier-weights "$ref/resnet18.safetensors" \
-  --format jpeg --quiet
-bw=$("$py" -c "import json,sys; r=json.load(open(sys.argv[1])); t=r['timing']; print(r['counts']['images']/t['total_s'], r['peak_rss_mib'], t['inference_s']/t['total_s'])" "$work/out-boxwalk/report.json")
-pyout=$("$py" bench/python_pipeline.py "$imgs" "$work/out-python" --ssd "$ref/ssd300.safetensors" \
-  --resnet "$ref/resnet18.safetensors" --threads "$threads" --batch-size "$batch")
-"$py" - "$bw" "$pyout" "$n" "$threads" "$batch" <<'PY'
+bench/images.sh "$bin" "$py" "$imgs" "$n"
+
+case $sets in
+  both) sets="official demo" ;;
+  official | demo) ;;
+  *) echo "unknown model set $sets (official, demo or both)" >&2; exit 1 ;;
+esac
+echo "$n JPEGs ($((n - 4)) at 640x480, 4 at 4000x3000), $threads threads, batch $batch, $device"
+for set in $sets; do
+  if [ "$set" = official ]; then
+    det=$ref/ssd300.safetensors cls=$ref/resnet18.safetensors
+  else
+    det=models/demo/detector.safetensors cls=models/demo/classifier.safetensors
+  fi
+  common=(--device "$device" --threads "$threads" --batch-size "$batch" --detector-weights "$det" --classifier-weights "$cls")
+  rm -rf "$work/out-boxwalk" "$work/out-python"
+  "$bin" detect "$imgs" --out "$work/out-boxwalk" "${common[@]}" --format jpeg --quiet
+  floor=$("$bin" detect "$imgs" --out "$work/out-floor" "${common[@]}" --bench-forward)
+  pyout=$("$py" bench/python_pipeline.py "$imgs" "$work/out-python" --ssd "$det" --resnet "$cls" \
+    --threads "$threads" --batch-size "$batch")
+  "$py" - "$set" "$work/out-boxwalk/report.json" "$floor" "$pyout" <<'PY'
 import json, sys
-b_ips, b_rss, b_inf = map(float, sys.argv[1].split())
-p = json.loads(sys.argv[2])
-print(f"{sys.argv[3]} JPEGs 640x480, {sys.argv[4]} threads, batch {sys.argv[5]}, SSD300-R50 + ResNet-18 on CPU")
-print(f"boxwalk end to end : {b_ips:7.2f} images/s  peak RSS {b_rss:6.0f} MiB  (inference {100*b_inf:.0f}% of wall time)")
-print(f"python pipeline    : {p['images_per_s']:7.2f} images/s  peak RSS {p['peak_rss_mib']:6.0f} MiB")
-print(f"boxwalk / python   : {b_ips / p['images_per_s']:7.2f}x")
+name, report, floor, py = sys.argv[1], json.load(open(sys.argv[2])), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+t = report["timing"]
+e2e = report["counts"]["processed"] / t["total_s"]
+print(f"[{name}]")
+print(f"  boxwalk end to end : {e2e:8.2f} images/s  peak RSS {report['peak_rss_mib']:6.0f} MiB"
+      f"  (load {t['load_models_s']:.1f} s, inference {100 * t['inference_s'] / t['total_s']:.0f}% of wall time)")
+print(f"  boxwalk models only: {floor['images_per_s']:8.2f} images/s  (the floor, pre-decoded batches)")
+print(f"  python pipeline    : {py['images_per_s']:8.2f} images/s  peak RSS {py['peak_rss_mib']:6.0f} MiB")
+print(f"  boxwalk / python   : {e2e / py['images_per_s']:8.2f}x throughput")
+print(f"  end to end / floor : {floor['images_per_s'] / e2e:8.2f}x time")
 PY
+done

@@ -258,9 +258,14 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
 
-    /// fp16 inference (CUDA only; BatchNorm stays fp32).
+    /// fp16 inference (CUDA only; weights are folded with their BatchNorm in fp32, then cast).
     #[arg(long)]
     pub half: bool,
+
+    /// Benchmark the floor: decode and prepare every input first, then time only the models
+    /// (forward passes and box decoding) batch by batch. Writes nothing; prints one JSON line.
+    #[arg(long)]
+    pub bench_forward: bool,
 
     /// Output format for every annotated copy (jpeg, png, webp, bmp, tiff, gif); default: the
     /// input's own format.

@@ -135,6 +135,7 @@ pub fn models_list(json: bool) -> Exit {
 
 /// `boxwalk detect`.
 pub fn detect(args: DetectArgs) -> Exit {
+    let bench_forward = args.bench_forward;
     let cfg = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -142,6 +143,18 @@ pub fn detect(args: DetectArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    if bench_forward {
+        return match pipeline::forward_floor(&cfg) {
+            Ok(floor) => {
+                println!("{}", serde_json::to_string(&floor).unwrap_or_default());
+                Exit::Ok
+            }
+            Err(e) => {
+                eprintln!("boxwalk: {e}");
+                Exit::Fatal
+            }
+        };
+    }
     let quiet = cfg.quiet;
     if !cfg.demo_roles.is_empty() && !quiet {
         eprintln!(

@@ -178,8 +178,7 @@ fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> 
     let decoded = timed(&times.decode, || decode::decode_file(&job.source, &cfg.limits))?;
     timed(&times.preprocess, || {
         let u8_img = preprocess::upload(&decoded.rgb, cfg.device);
-        let det_input = wanted.detector.then(|| preprocess::detector_input(&u8_img));
-        let cls_input = wanted.classifier.then(|| preprocess::classifier_input(&u8_img));
+        let (det_input, cls_input) = preprocess::inputs(&u8_img, wanted.detector, wanted.classifier);
         Ok(Ready { rgb: decoded.rgb, format: decoded.format, det_input, cls_input })
     })
 }
@@ -406,6 +405,54 @@ impl<F: Fn(&ImageEntry) + Sync> Observer for OnError<F> {
 }
 
 /// Runs `detect` end to end, telling `observer` about progress.
+/// What `detect --bench-forward` measures: the models alone on prepared batches.
+#[derive(Debug, serde::Serialize)]
+pub struct Floor {
+    pub images: usize,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub device: String,
+    /// Time in the models (forward passes, softmax, box decoding, top-k), summed over batches.
+    pub seconds: f64,
+    pub images_per_s: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Decodes and prepares every input (untimed), then times [`run_models`] batch by batch: the
+/// inference thread's share of a run, which no amount of overlap can hide.
+pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
+    let jobs = discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?.jobs;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .map_err(|e| FatalError::Setup(e.to_string()))?;
+    tch::set_num_threads(cfg.threads as i32);
+    let models = load_models(cfg)?;
+    let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
+    let times = StageTimes::default();
+    let ready: Vec<(ImageJob, Ready)> = pool.install(|| {
+        jobs.into_par_iter().filter_map(|j| prepare(&j, cfg, wanted, &times).ok().map(|r| (j, r))).collect()
+    });
+    // One warm-up batch, as a long run amortises libtorch's first-call costs.
+    if let Some(first) = ready.chunks(cfg.batch_size).next() {
+        run_models(first, cfg, &models);
+    }
+    let t = Instant::now();
+    for chunk in ready.chunks(cfg.batch_size) {
+        run_models(chunk, cfg, &models);
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    Ok(Floor {
+        images: ready.len(),
+        batch_size: cfg.batch_size,
+        threads: cfg.threads,
+        device: format!("{:?}", cfg.device),
+        seconds,
+        images_per_s: ready.len() as f64 / seconds.max(1e-9),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
 pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError> {
     let started = now_rfc3339();
     let t0 = Instant::now();

@@ -20,19 +20,40 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-class Backbone(nn.Module):
-    """NVIDIA `ResNet('resnet50')`: children[:7] of torchvision resnet50, conv4_block1 stride 1."""
+def slim_resnet18(divisor=1, num_classes=1000):
+    """torchvision's ResNet-18 with every width divided by `divisor` (1 = torchvision's own), built
+    from torchvision's BasicBlock and `_make_layer` so that keys and structure are unchanged."""
+    net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    if divisor == 1:
+        return net
+    base = 64 // divisor
+    net.inplanes = base
+    net.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(base)
+    block = torchvision.models.resnet.BasicBlock
+    net.layer1 = net._make_layer(block, base, 2)
+    net.layer2 = net._make_layer(block, 2 * base, 2, stride=2)
+    net.layer3 = net._make_layer(block, 4 * base, 2, stride=2)
+    net.layer4 = net._make_layer(block, 8 * base, 2, stride=2)
+    net.fc = nn.Linear(8 * base, num_classes)
+    return net
 
-    def __init__(self, arch="resnet50"):
+
+class Backbone(nn.Module):
+    """NVIDIA `ResNet('resnet50')`: children[:7] of torchvision resnet50, conv4_block1 stride 1.
+    `ResNet('resnet18')` likewise, optionally slimmed by `divisor` (boxwalk's demo detector)."""
+
+    def __init__(self, arch="resnet50", divisor=1):
         super().__init__()
         if arch == "resnet50":
             net = torchvision.models.resnet50(weights=None)
             self.out_channels = [1024, 512, 512, 256, 256, 256]
         elif arch == "resnet18":
-            net = torchvision.models.resnet18(weights=None)
-            self.out_channels = [256, 512, 512, 256, 256, 128]
+            net = slim_resnet18(divisor)
+            self.out_channels = [c // divisor for c in [256, 512, 512, 256, 256, 128]]
         else:
             raise ValueError(arch)
+        self.divisor = divisor
         self.feature_extractor = nn.Sequential(*list(net.children())[:7])
         block1 = self.feature_extractor[-1][0]
         block1.conv1.stride = (1, 1)
@@ -50,7 +71,7 @@ class SSD300(nn.Module):
         self.label_num = label_num
         self.num_defaults = [4, 6, 6, 6, 4, 4]
         oc = self.feature_extractor.out_channels
-        mids = [256, 256, 128, 128, 128]
+        mids = [c // getattr(self.feature_extractor, "divisor", 1) for c in [256, 256, 128, 128, 128]]
         blocks = []
         for i, (cin, mid, cout) in enumerate(zip(oc[:-1], mids, oc[1:])):
             stride, pad = (2, 1) if i < 3 else (1, 0)

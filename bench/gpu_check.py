@@ -1,0 +1,94 @@
+"""Checks for bench/gpu-check.sh; standard library only.
+
+  gpu_check.py parity EXPECTED_JSON REPORT_JSON TOL
+      boxwalk's report (run on the device under test) against the Python reference's CPU results:
+      every detection scoring above 0.4 (away from the threshold by more than TOL) on either side
+      is on the other, same class, score within TOL, box within TOL of the image size; top-5
+      classes equal, probabilities within TOL.
+  gpu_check.py half FP32_REPORT FP16_REPORT
+      every fp32 detection scoring >= 0.3 has an fp16 detection of the same class at IoU >= 0.95.
+  gpu_check.py util SAMPLES_FILE
+      mean and max of nvidia-smi utilisation samples (one integer per line).
+Exit status 1 and a message naming the image on any mismatch.
+"""
+import json
+import sys
+
+
+def iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def by_path(report):
+    return {e["path"]: e for e in json.load(open(report))["images"]}
+
+
+def parity(expected, report, tol):
+    ours, bad, worst = by_path(report), [], 0.0
+    for im in json.load(open(expected))["images"]:
+        e = ours.get(im["file"])
+        if e is None or e.get("error"):
+            bad.append(f"{im['file']}: missing or failed in the report")
+            continue
+        w, h = im["width"], im["height"]
+        want = [(d["label"], d["score"], [d["box"][0] * w, d["box"][1] * h, d["box"][2] * w, d["box"][3] * h])
+                for d in im["detections"]]
+        got = [(d["class_index"], d["score"], d["box"]) for d in e["detections"]]
+        for side, xs, ys in (("reference", want, got), ("boxwalk", got, want)):
+            for label, score, box in xs:
+                if score <= 0.4 + tol:
+                    continue
+                match = [y for y in ys if y[0] == label and abs(y[1] - score) <= tol
+                         and max(abs(p - q) for p, q in zip(y[2], box)) <= tol * max(w, h)]
+                if not match:
+                    bad.append(f"{im['file']}: {side} detection (class {label}, {score:.4f}, {box}) has no match")
+                else:
+                    worst = max(worst, min(abs(y[1] - score) for y in match))
+        top = [(c["index"], c["prob"]) for c in e["classification"]]
+        ref = [(c["index"], c["prob"]) for c in im["top5"]]
+        if [i for i, _ in top] != [i for i, _ in ref]:
+            bad.append(f"{im['file']}: top-5 {top} differs from the reference {ref}")
+        else:
+            worst = max([worst] + [abs(p - q) for (_, p), (_, q) in zip(top, ref)])
+            if any(abs(p - q) > tol for (_, p), (_, q) in zip(top, ref)):
+                bad.append(f"{im['file']}: top-5 probabilities differ by more than {tol}")
+    print(f"parity: {len(json.load(open(expected))['images'])} images, largest score/prob difference {worst:.2e} (tolerance {tol})")
+    return bad
+
+
+def half(fp32, fp16):
+    a, b, bad, n, low = by_path(fp32), by_path(fp16), [], 0, 1.0
+    for path, e in a.items():
+        for d in e.get("detections") or []:
+            if d["score"] < 0.3:
+                continue
+            n += 1
+            cands = [iou(d["box"], x["box"]) for x in (b[path].get("detections") or []) if x["class_index"] == d["class_index"]]
+            best = max(cands, default=0.0)
+            low = min(low, best)
+            if best < 0.95:
+                bad.append(f"{path}: fp32 detection (class {d['class_index']}, {d['score']:.3f}) best fp16 IoU {best:.3f}")
+    print(f"fp16 vs fp32: {n} detections scoring >= 0.3, lowest best-match IoU {low:.4f} (needs >= 0.95)")
+    return bad
+
+
+def util(samples):
+    vals = [int(l) for l in open(samples) if l.strip().isdigit()]
+    if vals:
+        print(f"{sum(vals) / len(vals):.0f}% mean, {max(vals)}% max over {len(vals)} samples")
+    else:
+        print("n/a")
+    return []
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    bad = {"parity": lambda: parity(args[0], args[1], float(args[2])), "half": lambda: half(*args),
+           "util": lambda: util(*args)}[cmd]()
+    for b in bad[:20]:
+        print("MISMATCH", b)
+    sys.exit(1 if bad else 0)
