@@ -5,7 +5,7 @@ SAMPLES_OUT ?= out/samples
 ENV := scripts/with-venv.sh
 
 .DEFAULT_GOAL := run
-.PHONY: run test build lint
+.PHONY: run test build lint browser
 
 build:
 	$(ENV) cargo build --release --locked
@@ -13,7 +13,11 @@ build:
 run: build
 	./target/release/boxwalk detect samples --out $(SAMPLES_OUT)
 
-test: build
+# The browser tests drive Debian's chromium (installed once by scripts/install-browser.sh).
+browser:
+	scripts/install-browser.sh
+
+test: build browser
 	$(ENV) cargo test --release --locked
 	$(ENV) cargo clippy --release --locked --all-targets -- -D warnings
 	cargo fmt --check

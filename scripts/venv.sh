@@ -8,7 +8,7 @@ set -euo pipefail
 
 TORCH_VERSION=2.11.0
 TORCHVISION_VERSION=0.26.0
-PY_EXTRA=(safetensors==0.7.0 packaging==25.0 numpy==2.3.5 pillow==12.0.0)
+PY_EXTRA=(safetensors==0.7.0 packaging==25.0 numpy==2.3.5 pillow==12.0.0 pycocotools==2.0.11 selenium==4.45.0)
 
 py=${BOXWALK_PYTHON:-python3}
 pyver=$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')

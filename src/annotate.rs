@@ -86,10 +86,15 @@ pub fn clamp_box(bbox: [f32; 4], w: u32, h: u32) -> Option<Rect> {
     Some(Rect::at(x1, y1).of_size((x2 - x1).max(1) as u32, (y2 - y1).max(1) as u32))
 }
 
-/// Draws `boxes` and an optional bottom `banner` onto `img`.
+/// Draws `boxes` and an optional bottom `banner` onto `img`, sized for the image.
 pub fn annotate(img: &mut RgbImage, boxes: &[BoxLabel], banner: Option<&str>) {
+    let style = Style::for_size(img.width(), img.height());
+    annotate_with(img, boxes, banner, style);
+}
+
+/// [`annotate`] with an explicit style (`boxwalk render --line-width --font-size`).
+pub fn annotate_with(img: &mut RgbImage, boxes: &[BoxLabel], banner: Option<&str>, style: Style) {
     let (w, h) = img.dimensions();
-    let style = Style::for_size(w, h);
     let scale = PxScale::from(style.font_px);
     let pad = (style.font_px * 0.15).ceil() as i32;
     for b in boxes {

@@ -40,6 +40,14 @@ pub enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Redraw the annotated copies from a report and the original files, without running any
+    /// model: a new threshold, fewer classes, other line and text sizes. Writes DIR/report.json
+    /// and the contact sheet too.
+    #[command(after_help = EXIT_CODES)]
+    Render(RenderArgs),
+    /// Serve a local page: drop an image, see its boxes, the detection list and the classifier's
+    /// top-5, with a threshold slider. Loopback only unless --host says otherwise.
+    Serve(ServeArgs),
     /// Install official checkpoints into the model store, or list installed models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -317,4 +325,85 @@ pub struct DetectArgs {
     /// Number of shards when `--shard auto` takes the index from JOB_COMPLETION_INDEX.
     #[arg(long, value_name = "N")]
     pub shard_count: Option<u64>,
+
+    /// Do not write the contact sheet (OUT/index.html and its thumbnails in OUT/.thumbs).
+    #[arg(long)]
+    pub no_html: bool,
+
+    /// Also write every detection (and every failed image) as a CSV row to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Also write the detections in the COCO results format to FILE, with scores down to the
+    /// decoder's 0.05 (kept in the report as `all_detections`) so that COCO mAP is meaningful.
+    /// Image ids come from `--coco-images`, else from FILE.images.json written beside it.
+    #[arg(long, value_name = "FILE")]
+    pub coco_json: Option<PathBuf>,
+
+    /// A COCO annotations file whose `images` give the ids for `--coco-json` (matched by
+    /// `file_name` against each image's relative path, then its file name).
+    #[arg(long, value_name = "FILE", requires = "coco_json")]
+    pub coco_images: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// A report.json, or the output folder holding it.
+    pub report: PathBuf,
+    /// Folder for the redrawn copies (not the run's own output folder).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Draw detections scoring above this (default: the report's threshold). Going below it needs
+    /// a report written with `--coco-json`, which keeps every score down to 0.05.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Only draw these classes, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// Box outline width in pixels (default: scaled to the image).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub line_width: Option<u32>,
+    /// Label text height in pixels (default: scaled to the image).
+    #[arg(long)]
+    pub font_size: Option<f32>,
+    /// Labels show the class name only.
+    #[arg(long)]
+    pub no_scores: bool,
+    /// Do not write index.html and thumbnails.
+    #[arg(long)]
+    pub no_html: bool,
+    /// JPEG quality of the redrawn copies (1-100).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (127.0.0.1: this machine only).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one; the address is printed on stdout).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Largest accepted upload, bytes.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub max_upload: u64,
+    /// Refuse images larger than this many pixels (width × height).
+    #[arg(long, default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+    /// SSD300 weights (default: installed official, else the demo model).
+    #[arg(long, value_name = "FILE")]
+    pub detector_weights: Option<PathBuf>,
+    /// ResNet-18 weights (default: installed official, else the demo model).
+    #[arg(long, value_name = "FILE")]
+    pub classifier_weights: Option<PathBuf>,
+    /// auto (first CUDA device if present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// HTTP worker threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }

@@ -1,8 +1,8 @@
 //! The subcommands: each takes its parsed arguments, runs, prints, and returns the exit code.
 
 use crate::cli::{
-    Command, DetectArgs, EvalArgs, ModelsCommand, SynthArgs, TrainClassifierArgs, TrainCommand, TrainCommon,
-    TrainDetectorArgs,
+    Command, DetectArgs, EvalArgs, ModelsCommand, RenderArgs, ServeArgs, SynthArgs, TrainClassifierArgs, TrainCommand,
+    TrainCommon, TrainDetectorArgs,
 };
 use crate::config::{self, Config};
 use crate::exit::Exit;
@@ -41,9 +41,105 @@ pub fn run(cmd: Command) -> Exit {
                 Exit::Fatal
             }
         },
+        Command::Render(a) => render(a),
+        Command::Serve(a) => serve(a),
         Command::Models(ModelsCommand::Import { file, role }) => models_import(&file, role.as_deref()),
         Command::Models(ModelsCommand::List { json }) => models_list(json),
         Command::Models(ModelsCommand::Fetch { detector, classifier }) => models_fetch(detector, classifier),
+    }
+}
+
+/// `boxwalk serve`.
+fn serve(a: ServeArgs) -> Exit {
+    let device = match config::parse_device(&a.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            return Exit::Usage;
+        }
+    };
+    let (det_file, det_demo) =
+        config::resolve_weights(a.detector_weights, config::DETECTOR_FILE, config::DEMO_DETECTOR_FILE);
+    let (cls_file, cls_demo) =
+        config::resolve_weights(a.classifier_weights, config::CLASSIFIER_FILE, config::DEMO_CLASSIFIER_FILE);
+    let place = Placement { device, half: false };
+    let models = Detector::open(&det_file, place).and_then(|d| Classifier::open(&cls_file, place).map(|c| (d, c)));
+    let (detector, classifier) = match models {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            return Exit::Fatal;
+        }
+    };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let opts = crate::serve::ServeOptions {
+        host: a.host,
+        port: a.port,
+        max_upload: a.max_upload,
+        limits: crate::decode::Limits { max_file_size: a.max_upload, max_pixels: a.max_pixels },
+        device,
+        workers: a.workers.unwrap_or(threads),
+        // A demo model given by path is still a demo model: its card says so.
+        demo: det_demo
+            || cls_demo
+            || [&detector.card, &classifier.card].iter().any(|c| c.as_ref().is_some_and(|c| c.demo)),
+    };
+    match crate::serve::serve(opts, detector, classifier) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
+    }
+}
+
+/// `boxwalk render`.
+fn render(a: RenderArgs) -> Exit {
+    if a.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+        eprintln!("boxwalk: --threshold must be within 0..1");
+        return Exit::Usage;
+    }
+    if a.font_size.is_some_and(|f| !(1.0..=1000.0).contains(&f)) {
+        eprintln!("boxwalk: --font-size must be within 1..1000");
+        return Exit::Usage;
+    }
+    let opts = crate::render::RenderOptions {
+        threshold: a.threshold,
+        classes: a.classes.map(|v| v.into_iter().map(|n| n.trim().to_string()).collect()),
+        line_width: a.line_width,
+        font_size: a.font_size,
+        no_scores: a.no_scores,
+        html: !a.no_html,
+        jpeg_quality: a.jpeg_quality,
+        threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+    };
+    match crate::render::render(&a.report, &a.out, &opts) {
+        Ok(r) => {
+            for w in &r.warnings {
+                eprintln!("boxwalk: warning: {w}");
+            }
+            for e in r.report.images.iter().filter_map(|e| e.error.as_ref()) {
+                eprintln!("boxwalk: {}", e.message);
+            }
+            let c = &r.report.counts;
+            println!(
+                "boxwalk: rendered {} images ({} ok, {} failed) into {}; report: {}",
+                c.images,
+                c.ok,
+                c.failed,
+                a.out.display(),
+                r.report_path.display()
+            );
+            if c.failed > 0 {
+                Exit::Failures
+            } else {
+                Exit::Ok
+            }
+        }
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
     }
 }
 

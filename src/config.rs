@@ -48,6 +48,12 @@ pub struct Config {
     pub force: bool,
     pub prune: bool,
     pub shard: Option<crate::shard::Shard>,
+    /// Write OUT/index.html and thumbnails.
+    pub html: bool,
+    pub csv: Option<PathBuf>,
+    pub coco: Option<crate::export::CocoExport>,
+    /// Keep every decoded detection in the report (`all_detections`), for `--coco-json`.
+    pub keep_all_detections: bool,
 }
 
 /// `$BOXWALK_HOME`, else `$XDG_CACHE_HOME/boxwalk`, else `~/.cache/boxwalk`.
@@ -202,6 +208,10 @@ impl Config {
             strict: a.strict,
             force: a.force,
             prune: a.prune,
+            html: !a.no_html,
+            keep_all_detections: a.coco_json.is_some(),
+            coco: a.coco_json.map(|results| crate::export::CocoExport { results, images_from: a.coco_images }),
+            csv: a.csv,
             shard,
         })
     }

@@ -45,7 +45,7 @@ pub fn decode_file(path: &Path, limits: &Limits) -> Result<Decoded, ImageError> 
         });
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    BufReader::new(file).take(limits.max_file_size + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    BufReader::new(file).take(limits.max_file_size.saturating_add(1)).read_to_end(&mut bytes).map_err(io_err)?;
     decode_bytes(&bytes, path, limits)
 }
 

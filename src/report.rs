@@ -121,6 +121,10 @@ pub struct ImageEntry {
     /// Present when the detector ran; empty means "processed, nothing found".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detections: Option<Vec<Detection>>,
+    /// Every decoded detection (score above the decoder's 0.05, up to `--max-detections`), kept
+    /// only when `--coco-json` asks for them (COCO mAP needs low scores too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_detections: Option<Vec<Detection>>,
     /// Whole-image top-k, when the classifier ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub classification: Option<Vec<Class>>,

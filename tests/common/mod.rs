@@ -112,3 +112,51 @@ pub fn official_checkpoints(dir: &Path) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A `boxwalk serve` child on a free loopback port with the demo models; killed on drop.
+pub struct Served {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Served {
+    pub fn start(extra: &[&str]) -> Served {
+        use std::io::BufRead;
+        let demo = repo().join("models/demo");
+        let mut child = boxwalk()
+            .args(["serve", "--port", "0", "--device", "cpu"])
+            .arg("--detector-weights")
+            .arg(demo.join("detector.safetensors"))
+            .arg("--classifier-weights")
+            .arg(demo.join("classifier.safetensors"))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start boxwalk serve");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the address line");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "not loopback by default: {url}");
+        Served { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where tests leave artefacts for people to look at (screenshots): `target/test-artifacts`.
+pub fn artifacts() -> PathBuf {
+    let d = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&d).expect("mkdir target/test-artifacts");
+    d
+}

@@ -1,0 +1,234 @@
+//! `boxwalk serve`: a local page where a user drops an image and sees the detections, the
+//! classifier's top-5 and a threshold slider (the seed project's Gradio front end, done locally).
+//!
+//! - Loopback by default; one page and two API routes, all compiled in: no path from a request
+//!   ever reaches the file system.
+//! - Uploads are capped (`--max-upload`), decoded by content (anything but an image is refused
+//!   with 415) and held to the same pixel limit as `detect`.
+//! - The models are loaded once and owned by one inference thread; HTTP workers decode and
+//!   prepare, then queue their inputs to it, and it runs whatever has queued up as one batch.
+
+use crate::decode::{self, Limits};
+use crate::error::ImageError;
+use crate::models::{Classifier, Detector};
+use crate::pipeline::to_detections;
+use crate::preprocess;
+use crate::report::{Class, Detection};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde::Serialize;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Tensor};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+const PAGE: &str = include_str!("serve/index.html");
+/// Detections returned to the page: everything the decoder keeps (score > 0.05); the slider
+/// filters them in the browser.
+const RETURN_ABOVE: f32 = 0.0;
+/// Most requests the inference thread runs as one batch.
+const MAX_BATCH: usize = 16;
+
+/// What `serve` needs.
+pub struct ServeOptions {
+    pub host: String,
+    pub port: u16,
+    pub max_upload: u64,
+    pub limits: Limits,
+    pub device: Device,
+    pub workers: usize,
+    /// True when the models are the offline demo ones (the page says so).
+    pub demo: bool,
+}
+
+/// The answer to one upload.
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    pub width: u32,
+    pub height: u32,
+    /// Score > 0.05, highest first, boxes in original pixels.
+    pub detections: Vec<Detection>,
+    pub classification: Vec<Class>,
+    pub demo: bool,
+    pub elapsed_ms: f64,
+}
+
+/// The models' answer for one job: detections and top-5, or why the batch failed.
+type Reply = Result<(Vec<Detection>, Vec<Class>), String>;
+
+struct Job {
+    det: Tensor,
+    cls: Tensor,
+    width: u32,
+    height: u32,
+    reply: Sender<Reply>,
+}
+
+/// The inference thread: owns the models, runs queued jobs in batches until every sender is gone.
+fn inference_loop(detector: Detector, classifier: Classifier, jobs: Receiver<Job>) {
+    let params = crate::boxes::DecodeParams::default();
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let det_in = Tensor::cat(&batch.iter().map(|j| j.det.shallow_clone()).collect::<Vec<_>>(), 0);
+            let cls_in = Tensor::cat(&batch.iter().map(|j| j.cls.shallow_clone()).collect::<Vec<_>>(), 0);
+            (detector.detect(&det_in, &params), classifier.top_k(&cls_in, 5))
+        }));
+        match result {
+            Ok((dets, tops)) => {
+                for ((job, raw), top) in batch.iter().zip(dets).zip(tops) {
+                    let d = to_detections(&detector, &raw, job.width, job.height, RETURN_ABOVE, None);
+                    let c = top
+                        .into_iter()
+                        .map(|p| Class {
+                            label: classifier
+                                .classes
+                                .get(p.index)
+                                .map_or_else(|| p.index.to_string(), |k| k.name.clone()),
+                            index: p.index,
+                            prob: p.prob,
+                        })
+                        .collect();
+                    let _ = job.reply.send(Ok((d, c)));
+                }
+            }
+            Err(_) => {
+                for job in &batch {
+                    let _ = job.reply.send(Err("the models failed on this batch".into()));
+                }
+            }
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header")
+}
+
+fn respond(req: Request, status: u16, content_type: &str, body: Vec<u8>) {
+    let resp = Response::from_data(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", content_type))
+        .with_header(header("X-Content-Type-Options", "nosniff"))
+        .with_header(header("Cache-Control", "no-store"))
+        .with_header(header(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src blob: data:; \
+             connect-src 'self'",
+        ));
+    let _ = req.respond(resp);
+}
+
+fn json_error(req: Request, status: u16, message: &str) {
+    respond(req, status, "application/json", serde_json::json!({ "error": message }).to_string().into_bytes());
+}
+
+/// Reads at most `max` bytes of the body; `Err(true)` when it is larger.
+fn read_body(req: &mut Request, max: u64) -> Result<Vec<u8>, bool> {
+    if req.body_length().is_some_and(|n| n as u64 > max) {
+        return Err(true);
+    }
+    let mut body = Vec::new();
+    req.as_reader().take(max.saturating_add(1)).read_to_end(&mut body).map_err(|_| false)?;
+    if body.len() as u64 > max {
+        return Err(true);
+    }
+    Ok(body)
+}
+
+fn detect(mut req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
+    let t0 = Instant::now();
+    let body = match read_body(&mut req, opts.max_upload) {
+        Ok(b) => b,
+        Err(true) => return json_error(req, 413, &format!("the upload is over the {} byte limit", opts.max_upload)),
+        Err(false) => return json_error(req, 400, "the upload could not be read"),
+    };
+    let decoded = match decode::decode_bytes(&body, Path::new("upload"), &opts.limits) {
+        Ok(d) => d,
+        Err(ImageError::UnknownFormat { .. }) => {
+            return json_error(req, 415, "not an image (JPEG, PNG, GIF, WebP, BMP, TIFF, … are accepted)")
+        }
+        Err(e @ ImageError::Limit { .. }) => return json_error(req, 413, &e.to_string()),
+        Err(e) => return json_error(req, 422, &e.to_string()),
+    };
+    let (width, height) = decoded.rgb.dimensions();
+    let u8_img = preprocess::upload(&decoded.rgb, opts.device);
+    let (Some(det), Some(cls)) = preprocess::inputs(&u8_img, true, true) else {
+        return json_error(req, 500, "preprocessing failed");
+    };
+    let (reply, answer) = bounded(1);
+    if jobs.send(Job { det, cls, width, height, reply }).is_err() {
+        return json_error(req, 503, "the server is stopping");
+    }
+    match answer.recv() {
+        Ok(Ok((detections, classification))) => {
+            let a = Answer {
+                width,
+                height,
+                detections,
+                classification,
+                demo: opts.demo,
+                elapsed_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            };
+            respond(req, 200, "application/json", serde_json::to_vec(&a).unwrap_or_default());
+        }
+        Ok(Err(e)) => json_error(req, 500, &e),
+        Err(_) => json_error(req, 503, "the server is stopping"),
+    }
+}
+
+fn handle(req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    match (req.method(), path.as_str()) {
+        (Method::Get, "/") | (Method::Get, "/index.html") => {
+            respond(req, 200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec())
+        }
+        (Method::Get, "/api/info") => {
+            let info = serde_json::json!({ "demo": opts.demo, "max_upload": opts.max_upload });
+            respond(req, 200, "application/json", info.to_string().into_bytes())
+        }
+        (Method::Post, "/api/detect") => detect(req, opts, jobs),
+        (_, "/" | "/index.html" | "/api/info" | "/api/detect") => json_error(req, 405, "method not allowed"),
+        _ => json_error(req, 404, "not found"),
+    }
+}
+
+/// Binds, prints the address on stdout, and serves until the process is stopped.
+pub fn serve(opts: ServeOptions, detector: Detector, classifier: Classifier) -> Result<(), String> {
+    let server = Server::http((opts.host.as_str(), opts.port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", opts.host, opts.port))?;
+    let addr = server.server_addr().to_ip().ok_or("not an IP listener")?;
+    println!("boxwalk: serving on http://{addr}/ (Ctrl-C to stop)");
+    if !addr.ip().is_loopback() {
+        eprintln!("boxwalk: warning: listening on {addr}, reachable from other machines");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let (tx, rx) = bounded::<Job>(4 * MAX_BATCH);
+    let inference = std::thread::spawn(move || inference_loop(detector, classifier, rx));
+    let server = Arc::new(server);
+    let opts = Arc::new(opts);
+    let workers: Vec<_> = (0..opts.workers.max(1))
+        .map(|_| {
+            let (server, opts, tx) = (server.clone(), opts.clone(), tx.clone());
+            std::thread::spawn(move || {
+                while let Ok(req) = server.recv() {
+                    handle(req, &opts, &tx);
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    let _ = inference.join();
+    Ok(())
+}
