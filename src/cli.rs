@@ -48,6 +48,9 @@ pub enum Command {
     /// Serve a local page: drop an image, see its boxes, the detection list and the classifier's
     /// top-5, with a threshold slider. Loopback only unless --host says otherwise.
     Serve(ServeArgs),
+    /// Explain the models: their layers, a convolution's kernels, a BatchNorm layer's two modes.
+    #[command(subcommand)]
+    Explain(ExplainCommand),
     /// Install official checkpoints into the model store, or list installed models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -406,4 +409,59 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExplainCommand {
+    /// The module tree with each weighted layer's shape, and which layers the name counts
+    /// (the 17 convolutions + 1 fully-connected layer of ResNet-18, and why not the rest).
+    Layers {
+        /// resnet18, resnet50 or ssd300.
+        #[arg(default_value = "resnet18")]
+        model: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The kernels of ResNet-18's k-th convolution (numbered as `explain layers` numbers them) as
+    /// an image grid, each kernel min-max normalised, and optionally as a tensor file.
+    Kernels {
+        /// Convolution number (1 = conv1).
+        #[arg(long, default_value_t = 1)]
+        layer: usize,
+        /// ResNet-18 weights (default: installed official, else the demo classifier).
+        #[arg(long, value_name = "FILE")]
+        weights: Option<PathBuf>,
+        /// The image grid (PNG).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Also write the kernels as a .safetensors file (key: the layer's state-dict key).
+        #[arg(long, value_name = "FILE")]
+        tensor: Option<PathBuf>,
+        /// Pixels per kernel element in the grid.
+        #[arg(long, default_value_t = 8)]
+        zoom: u32,
+    },
+    /// A BatchNorm layer of ResNet-18 on one image: per channel, the slope and intercept of output
+    /// against input in train mode (this image's batch statistics) and in eval mode (running
+    /// statistics), checked against the layer's real output, and the top-5 in each mode.
+    Batchnorm {
+        /// The image.
+        image: PathBuf,
+        /// BatchNorm layer (state-dict name, e.g. bn1, layer2.0.bn2, layer3.0.downsample.1).
+        #[arg(long, default_value = "bn1")]
+        layer: String,
+        /// ResNet-18 weights (default: installed official, else the demo classifier).
+        #[arg(long, value_name = "FILE")]
+        weights: Option<PathBuf>,
+        /// Plot of output against input for a few channels in both modes (PNG).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        /// Channels listed and plotted.
+        #[arg(long, default_value_t = 8)]
+        channels: usize,
+        /// Print JSON (every channel).
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -1,8 +1,8 @@
 //! The subcommands: each takes its parsed arguments, runs, prints, and returns the exit code.
 
 use crate::cli::{
-    Command, DetectArgs, EvalArgs, ModelsCommand, RenderArgs, ServeArgs, SynthArgs, TrainClassifierArgs, TrainCommand,
-    TrainCommon, TrainDetectorArgs,
+    Command, DetectArgs, EvalArgs, ExplainCommand, ModelsCommand, RenderArgs, ServeArgs, SynthArgs,
+    TrainClassifierArgs, TrainCommand, TrainCommon, TrainDetectorArgs,
 };
 use crate::config::{self, Config};
 use crate::exit::Exit;
@@ -10,7 +10,7 @@ use crate::models::{store, Classifier, Detector, Placement};
 use crate::pipeline;
 use crate::progress::{self, Progress};
 use crate::train::{self, Optim};
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// Runs one parsed command line.
 pub fn run(cmd: Command) -> Exit {
@@ -43,9 +43,102 @@ pub fn run(cmd: Command) -> Exit {
         },
         Command::Render(a) => render(a),
         Command::Serve(a) => serve(a),
+        Command::Explain(e) => explain(e),
         Command::Models(ModelsCommand::Import { file, role }) => models_import(&file, role.as_deref()),
         Command::Models(ModelsCommand::List { json }) => models_list(json),
         Command::Models(ModelsCommand::Fetch { detector, classifier }) => models_fetch(detector, classifier),
+    }
+}
+
+/// `boxwalk explain`.
+fn explain(e: ExplainCommand) -> Exit {
+    use crate::explain;
+    let weights = |w: Option<std::path::PathBuf>| {
+        config::resolve_weights(w, config::CLASSIFIER_FILE, config::DEMO_CLASSIFIER_FILE).0
+    };
+    let result: Result<(), String> = match e {
+        ExplainCommand::Layers { model, json } => explain::Arch::parse(&model).map(|arch| {
+            let l = explain::layers(arch);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&l).unwrap_or_default());
+            } else {
+                print!("{}", explain::layers_text(&l));
+            }
+        }),
+        ExplainCommand::Kernels { layer, weights: w, out, tensor, zoom } => (|| {
+            let file = weights(w);
+            let key = explain::conv_key(layer)?;
+            let vs = explain::load_resnet18(&file)?;
+            let w = vs.variables()[&format!("{key}.weight")].shallow_clone();
+            let grid = explain::kernel_grid(&w, zoom.clamp(1, 64));
+            crate::output::write_image(&out, &grid, image::ImageFormat::Png, 90)?;
+            if let Some(t) = &tensor {
+                Tensor::write_safetensors(&[(format!("{key}.weight"), w.shallow_clone())], t)
+                    .map_err(|e| format!("{}: {e}", t.display()))?;
+            }
+            println!(
+                "boxwalk: conv #{layer} = {key}, weight {:?} from {}; grid: {}{}",
+                w.size(),
+                file.display(),
+                out.display(),
+                tensor.map(|t| format!(", tensor: {}", t.display())).unwrap_or_default()
+            );
+            Ok(())
+        })(),
+        ExplainCommand::Batchnorm { image, layer, weights: w, plot, channels, json } => (|| {
+            let file = weights(w);
+            let vs = explain::load_resnet18(&file)?;
+            let img =
+                crate::decode::decode_file(&image, &crate::decode::Limits::default()).map_err(|e| e.to_string())?.rgb;
+            let r = explain::batchnorm(&vs, &img, &layer)?;
+            if let Some(p) = &plot {
+                crate::output::write_image(
+                    p,
+                    &explain::batchnorm_plot(&r, channels.min(6)),
+                    image::ImageFormat::Png,
+                    90,
+                )?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return Ok(());
+            }
+            println!("BatchNorm {layer} of {} on {} (eps {}):", file.display(), image.display(), r.eps);
+            println!("  train mode: y = slope·x + intercept with slope = γ/√(batch var + eps), intercept = β − batch mean·slope");
+            println!("  eval mode:  the same with the running mean and variance");
+            println!("  channel   train slope  train icpt    eval slope   eval icpt");
+            for c in r.channels.iter().take(channels) {
+                println!(
+                    "  {:>7} {:>13.5} {:>11.5} {:>13.5} {:>11.5}",
+                    c.channel, c.train_slope, c.train_intercept, c.eval_slope, c.eval_intercept
+                );
+            }
+            println!(
+                "  max |prediction − layer output|: train {:.2e}, eval {:.2e}",
+                r.max_error_train, r.max_error_eval
+            );
+            let names = Classifier::open(&file, Placement { device: Device::Cpu, half: false })
+                .map(|c| c.classes)
+                .unwrap_or_default();
+            let show = |top: &[(i64, f64)]| {
+                let name = |i: i64| names.get(i as usize).map_or_else(|| format!("class {i}"), |c| c.name.clone());
+                top.iter().map(|&(i, p)| format!("{} {p:.3}", name(i))).collect::<Vec<_>>().join(", ")
+            };
+            println!("  top-5, eval mode:  {}", show(&r.top5_eval));
+            println!("  top-5, train mode: {}", show(&r.top5_train));
+            println!("  largest probability change between the modes: {:.4}", r.max_prob_change);
+            if let Some(p) = plot {
+                println!("  plot: {}", p.display());
+            }
+            Ok(())
+        })(),
+    };
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("boxwalk: {e}");
+            Exit::Fatal
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod discover;
 pub mod error;
 pub mod eval;
 pub mod exit;
+pub mod explain;
 pub mod export;
 pub mod journal;
 pub mod labels;

@@ -151,7 +151,7 @@ pub struct Detector {
 }
 
 /// The card beside `file`, checked to be for `role`.
-fn card_for(file: &Path, role: &str) -> Result<Option<ModelCard>, WeightsError> {
+pub(crate) fn card_for(file: &Path, role: &str) -> Result<Option<ModelCard>, WeightsError> {
     let card =
         ModelCard::for_weights(file).map_err(|reason| WeightsError::Other { file: file.to_path_buf(), reason })?;
     match card {
@@ -342,7 +342,7 @@ impl Classifier {
 
 /// Number of classifier outputs, from the shape of `fc.bias` in the file's safetensors header
 /// (the header alone is read: an 8-byte little-endian length, then JSON).
-fn fc_classes(file: &Path) -> Result<i64, WeightsError> {
+pub(crate) fn fc_classes(file: &Path) -> Result<i64, WeightsError> {
     use std::io::Read;
     let err = |reason: String| WeightsError::Read { file: file.to_path_buf(), reason };
     let mut f = std::fs::File::open(file).map_err(|e| err(e.to_string()))?;

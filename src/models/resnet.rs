@@ -143,3 +143,22 @@ pub fn resnet18(p: &nn::Path, num_classes: i64, base: i64) -> nn::SequentialT {
         .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flat_view())
         .add(fc)
 }
+
+/// torchvision ResNet-50: stem, layers [3,4,6,3] of Bottlenecks (v1.5), global average pool,
+/// `fc` (2048 → `num_classes`). Used by `boxwalk explain`; the SSD uses its first three stages.
+pub fn resnet50(p: &nn::Path, num_classes: i64) -> nn::SequentialT {
+    let stem = Stem::new(p / "conv1", p / "bn1", 64);
+    let (l1, c) = stage(p / "layer1", Block::Bottleneck, 64, 64, 3, 1);
+    let (l2, c) = stage(p / "layer2", Block::Bottleneck, c, 128, 4, 2);
+    let (l3, c) = stage(p / "layer3", Block::Bottleneck, c, 256, 6, 2);
+    let (l4, c) = stage(p / "layer4", Block::Bottleneck, c, 512, 3, 2);
+    let fc = nn::linear(p / "fc", c, num_classes, Default::default());
+    nn::seq_t()
+        .add(stem)
+        .add(l1)
+        .add(l2)
+        .add(l3)
+        .add(l4)
+        .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flat_view())
+        .add(fc)
+}
