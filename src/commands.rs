@@ -30,11 +30,7 @@ pub fn run(cmd: Command) -> Exit {
                     r.counts.failed,
                     out.join("report.json").display()
                 );
-                if r.counts.failed > 0 {
-                    Exit::Failures
-                } else {
-                    Exit::Ok
-                }
+                Exit::finished(r.counts.failed)
             }
             Err(e) => {
                 eprintln!("boxwalk: {e}");
@@ -223,11 +219,7 @@ fn render(a: RenderArgs) -> Exit {
                 a.out.display(),
                 r.report_path.display()
             );
-            if c.failed > 0 {
-                Exit::Failures
-            } else {
-                Exit::Ok
-            }
+            Exit::finished(c.failed)
         }
         Err(e) => {
             eprintln!("boxwalk: {e}");
@@ -410,10 +402,8 @@ pub fn detect(args: DetectArgs) -> Exit {
             } else if c.images == 0 {
                 eprintln!("boxwalk: no images found in the inputs");
                 Exit::NoInputs
-            } else if c.failed > 0 {
-                Exit::Failures
             } else {
-                Exit::Ok
+                Exit::finished(c.failed)
             }
         }
     }

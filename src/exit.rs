@@ -17,6 +17,17 @@ pub enum Exit {
     Interrupted = 130,
 }
 
+impl Exit {
+    /// A run that went to the end: `Failures` when any image failed, else `Ok`.
+    pub fn finished(failed: usize) -> Exit {
+        if failed > 0 {
+            Exit::Failures
+        } else {
+            Exit::Ok
+        }
+    }
+}
+
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
         std::process::ExitCode::from(e as u8)

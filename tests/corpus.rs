@@ -138,11 +138,27 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
     std::os::unix::fs::symlink(t.path().join("outside.jpg"), inp.join("outside-link.jpg")).expect("outside link");
     std::fs::write(t.path().join("outside.jpg"), &good_jpg).expect("outside file");
     w("notes.txt", b"ignored");
+    // Unreadable: mode 000. Root reads anything through CAP_DAC_OVERRIDE, so as root boxwalk runs
+    // under setpriv without the two file-permission capabilities, and the kernel refuses the open
+    // as it would for any other user.
+    w("locked.png", &good_png);
+    std::fs::set_permissions(inp.join("locked.png"), std::os::unix::fs::PermissionsExt::from_mode(0o000))
+        .expect("chmod 000");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-dac_override,-dac_read_search"]);
+        c.arg(env!("CARGO_BIN_EXE_boxwalk"));
+        c
+    } else {
+        common::boxwalk()
+    };
 
     let before = snapshot(t.path());
     let out = t.path().join("out");
     let r = common::reference();
-    let result = common::boxwalk()
+    let result = cmd
         .arg("detect")
         .arg(&inp)
         .arg("--out")
@@ -164,6 +180,10 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
         .iter()
         .map(|e| (e["path"].as_str().expect("path").to_string(), e))
         .collect();
+    let locked = by_path.get("locked.png").expect("locked.png in the report");
+    assert_eq!(locked["error"]["kind"], "io", "{}", locked["error"]);
+    let why = locked["error"]["message"].as_str().expect("message");
+    assert!(why.contains("locked.png") && why.contains("Permission denied"), "{why}");
     for (name, _, kind) in &bad {
         let e = by_path.get(*name).unwrap_or_else(|| panic!("{name} missing from the report"));
         assert_eq!(e["error"]["kind"], *kind, "{name}: {}", e["error"]);
@@ -203,7 +223,7 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
     for skipped in ["folder.jpg", "pipe.jpg", "dangling.jpg", "loop.jpg", "outside-link.jpg", "notes.txt"] {
         assert!(!by_path.contains_key(skipped), "{skipped} is skipped, not processed");
     }
-    assert_eq!(report["counts"]["failed"], bad.len());
+    assert_eq!(report["counts"]["failed"], bad.len() + 1, "the bad files and locked.png");
     assert_eq!(report["counts"]["ok"], ok.len());
 
     // Inputs untouched; everything new is under OUT.

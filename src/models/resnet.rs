@@ -124,41 +124,30 @@ impl ModuleT for Stem {
     }
 }
 
-/// torchvision ResNet-18: stem, layers [2,2,2,2] of BasicBlocks, global average pool, `fc`.
-/// `base` is the stem/layer1 width (64 in torchvision; smaller for the demo model), doubled
-/// per stage. Input N×3×H×W normalised RGB; output N×`num_classes` logits.
-pub fn resnet18(p: &nn::Path, num_classes: i64, base: i64) -> nn::SequentialT {
+/// A torchvision ResNet: stem, four stages of `block`s (`blocks` per stage, widths `base`,
+/// 2·`base`, 4·`base`, 8·`base`, strides 1, 2, 2, 2), global average pool, `fc`.
+fn resnet(p: &nn::Path, block: Block, blocks: [i64; 4], base: i64, num_classes: i64) -> nn::SequentialT {
     let stem = Stem::new(p / "conv1", p / "bn1", base);
-    let (l1, c) = stage(p / "layer1", Block::Basic, base, base, 2, 1);
-    let (l2, c) = stage(p / "layer2", Block::Basic, c, 2 * base, 2, 2);
-    let (l3, c) = stage(p / "layer3", Block::Basic, c, 4 * base, 2, 2);
-    let (l4, c) = stage(p / "layer4", Block::Basic, c, 8 * base, 2, 2);
+    let mut net = nn::seq_t().add(stem);
+    let mut c = base;
+    for (i, n) in blocks.into_iter().enumerate() {
+        let (layer, out) = stage(p / format!("layer{}", i + 1), block, c, base << i, n, if i == 0 { 1 } else { 2 });
+        net = net.add(layer);
+        c = out;
+    }
     let fc = nn::linear(p / "fc", c, num_classes, Default::default());
-    nn::seq_t()
-        .add(stem)
-        .add(l1)
-        .add(l2)
-        .add(l3)
-        .add(l4)
-        .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flat_view())
-        .add(fc)
+    net.add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flat_view()).add(fc)
 }
 
-/// torchvision ResNet-50: stem, layers [3,4,6,3] of Bottlenecks (v1.5), global average pool,
-/// `fc` (2048 → `num_classes`). Used by `boxwalk explain`; the SSD uses its first three stages.
+/// torchvision ResNet-18: layers [2,2,2,2] of BasicBlocks. `base` is the stem/layer1 width (64
+/// in torchvision; smaller for the demo model). Input N×3×H×W normalised RGB; output
+/// N×`num_classes` logits.
+pub fn resnet18(p: &nn::Path, num_classes: i64, base: i64) -> nn::SequentialT {
+    resnet(p, Block::Basic, [2, 2, 2, 2], base, num_classes)
+}
+
+/// torchvision ResNet-50: layers [3,4,6,3] of Bottlenecks (v1.5), `fc` 2048 → `num_classes`.
+/// Used by `boxwalk explain`; the SSD uses its first three stages.
 pub fn resnet50(p: &nn::Path, num_classes: i64) -> nn::SequentialT {
-    let stem = Stem::new(p / "conv1", p / "bn1", 64);
-    let (l1, c) = stage(p / "layer1", Block::Bottleneck, 64, 64, 3, 1);
-    let (l2, c) = stage(p / "layer2", Block::Bottleneck, c, 128, 4, 2);
-    let (l3, c) = stage(p / "layer3", Block::Bottleneck, c, 256, 6, 2);
-    let (l4, c) = stage(p / "layer4", Block::Bottleneck, c, 512, 3, 2);
-    let fc = nn::linear(p / "fc", c, num_classes, Default::default());
-    nn::seq_t()
-        .add(stem)
-        .add(l1)
-        .add(l2)
-        .add(l3)
-        .add(l4)
-        .add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flat_view())
-        .add(fc)
+    resnet(p, Block::Bottleneck, [3, 4, 6, 3], 64, num_classes)
 }
