@@ -381,7 +381,7 @@ pub fn detect(args: DetectArgs) -> Exit {
             } else if !quiet {
                 println!(
                     "boxwalk: {} images ({} ok, {} failed; {} new, {} changed, {} unchanged, {} removed; {} processed) \
-                     in {:.1} s on {}; annotated copies in {}, report: {}",
+                     in {:.1} s on {}; annotated copies in {}, report: {}{}",
                     c.images,
                     c.ok,
                     c.failed,
@@ -393,7 +393,8 @@ pub fn detect(args: DetectArgs) -> Exit {
                     s.report.timing.total_s,
                     s.report.device,
                     cfg.out.display(),
-                    s.report_path.display()
+                    s.report_path.display(),
+                    if cfg.html { format!(", contact sheet: {}", cfg.out.join("index.html").display()) } else { String::new() }
                 );
             }
             if s.report.interrupted {

@@ -465,7 +465,7 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
         images: ready.len(),
         batch_size: cfg.batch_size,
         threads: cfg.threads,
-        device: format!("{:?}", cfg.device),
+        device: device_name(cfg.device),
         seconds,
         images_per_s: ready.len() as f64 / seconds.max(1e-9),
         peak_rss_mib: peak_rss_mib(),
