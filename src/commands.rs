@@ -22,6 +22,11 @@ pub fn run(cmd: Command) -> Exit {
         Command::Eval(a) => eval(a),
         Command::Merge { shards, out } => match crate::shard::merge(&shards, &out) {
             Ok(r) => {
+                // The merged folder gets its own contact sheet (thumbnails made from the copies).
+                if let Err(e) = crate::sheet::write_index(&out, &r) {
+                    eprintln!("boxwalk: {}: {e}", out.join("index.html").display());
+                    return Exit::Fatal;
+                }
                 println!(
                     "boxwalk: merged {} shards: {} images ({} ok, {} failed) into {}",
                     shards.len(),

@@ -688,18 +688,16 @@ fn write_extras(cfg: &Config, report: &Report, pool: &rayon::ThreadPool) -> Resu
 
 /// On a CPU run the models' threads and the workers share the cores. libtorch's parallel
 /// regions wait for their slowest thread, so a worker that preempts one stalls the whole forward
-/// pass (measured with SSD300-R50 on 2 cores: inference 16% slower than alone). Workers therefore
-/// run under SCHED_IDLE and fill the gaps the models leave (box decoding, waits, batch edges);
-/// when the models wait for input, nothing else wants the cores and the workers get them all.
+/// pass (measured with SSD300-R50 on 2 cores: inference up to 16% slower than alone). Workers
+/// therefore run at nice +10: they fill the gaps the models leave (box decoding, waits, batch
+/// edges) and take the cores whenever the models wait for input. Not SCHED_IDLE: on a machine
+/// busy with other work that would all but stop them, and the run with them.
 fn lower_worker_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread (pid 0 = this thread on Linux) with a valid
-    // parameter struct; failure only leaves the default priority.
+    // SAFETY: setpriority with who = 0 changes the calling thread's nice value only (Linux);
+    // failure only leaves the default priority.
     unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-        }
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 

@@ -163,8 +163,11 @@ fn shard_runs_merged_equal_one_run() {
         serde_json::from_slice(&std::fs::read(merged_dir.join("report.json")).expect("r")).expect("json");
     // Other batch compositions than the whole run: equal up to float noise.
     common::assert_json_close(&merged["images"], &whole["images"], 1e-3, "images");
+    let page = std::fs::read_to_string(merged_dir.join("index.html")).expect("the merged contact sheet");
     for e in merged["images"].as_array().expect("images") {
-        assert!(merged_dir.join(e["output"].as_str().expect("output")).is_file());
+        let o = e["output"].as_str().expect("output");
+        assert!(merged_dir.join(o).is_file());
+        assert!(page.contains(o) && merged_dir.join(boxwalk::sheet::thumb_rel(o)).is_file(), "{o} on the merged sheet");
     }
 
     // Overlapping shards and shards run with other options are refused.
