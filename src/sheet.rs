@@ -44,16 +44,21 @@ pub fn write_thumbnail(out: &Path, output_rel: &str, img: &RgbImage) -> Result<(
     output::write_image(&out.join(thumb_rel(output_rel)), &thumb, ImageFormat::Jpeg, 85)
 }
 
-/// Creates the thumbnails that are missing (images carried over from a run with `--no-html`,
-/// or thumbnails deleted by hand) from the annotated copies. Failures only cost the thumbnail:
-/// the page then shows the full image.
+/// Whether the thumbnail of `output_rel` is missing or older than the annotated copy.
+fn thumbnail_stale(out: &Path, output_rel: &str) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&out.join(thumb_rel(output_rel))), modified(&out.join(output_rel))) {
+        (Some(thumb), Some(image)) => thumb < image,
+        _ => true,
+    }
+}
+
+/// Creates the thumbnails that are missing or stale (images carried over from, or redrawn by, a
+/// run with `--no-html`; thumbnails deleted by hand) from the annotated copies. Failures only
+/// cost the thumbnail: the page then shows the full image.
 pub fn ensure_thumbnails(out: &Path, report: &Report) {
-    let missing: Vec<&str> = report
-        .images
-        .iter()
-        .filter_map(|e| e.output.as_deref())
-        .filter(|o| !out.join(thumb_rel(o)).is_file())
-        .collect();
+    let missing: Vec<&str> =
+        report.images.iter().filter_map(|e| e.output.as_deref()).filter(|o| thumbnail_stale(out, o)).collect();
     missing.par_iter().for_each(|o| {
         if let Ok(img) = image::open(out.join(o)) {
             let _ = write_thumbnail(out, o, &img.to_rgb8());

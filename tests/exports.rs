@@ -136,6 +136,17 @@ fn csv_coco_and_contact_sheet_files() {
     assert!(a > 0.5, "pycocotools found the demo detector's hits: {py}");
     assert!((a - b).abs() < 0.02, "pycocotools {a} vs boxwalk eval {b}");
 
+    // A copy redrawn by a --no-html run gets a fresh thumbnail on the next run with the page.
+    let o = first["output"].as_str().expect("output");
+    let thumb = out.join(boxwalk::sheet::thumb_rel(o));
+    let old_thumb = std::fs::read(&thumb).expect("thumbnail");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (_, _) = detect(&set.join("images"), &out, &[os("--no-html"), os("--force"), os("--threshold"), os("0.99")]);
+    assert!(std::fs::read(&thumb).expect("thumbnail") == old_thumb, "--no-html leaves thumbnails alone");
+    let (_, again) = detect(&set.join("images"), &out, &[os("--threshold"), os("0.99")]);
+    assert!(again["counts"]["processed"].as_u64().expect("processed") <= 1, "the images are carried over");
+    assert!(std::fs::read(&thumb).expect("thumbnail") != old_thumb, "the stale thumbnail is redrawn");
+
     // --no-html leaves no page and no thumbnails.
     let bare = t.path().join("bare");
     let (code, _) = detect(&set.join("images"), &bare, &[os("--no-html")]);
