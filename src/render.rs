@@ -46,17 +46,6 @@ pub fn report_file(path: &Path) -> PathBuf {
     }
 }
 
-/// Reads a report, naming the file in every error.
-pub fn read_report(file: &Path) -> Result<Report, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let report: Report =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a boxwalk report: {e}", file.display()))?;
-    if report.schema != crate::report::SCHEMA {
-        return Err(format!("{}: schema `{}`, expected `{}`", file.display(), report.schema, crate::report::SCHEMA));
-    }
-    Ok(report)
-}
-
 fn same_dir(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -67,7 +56,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// Renders every image of the report at `report_path` into `out`.
 pub fn render(report_path: &Path, out: &Path, opts: &RenderOptions) -> Result<Rendered, String> {
     let file = report_file(report_path);
-    let source = read_report(&file)?;
+    let source = Report::read(&file)?;
     let source_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
     if same_dir(source_dir, out) {

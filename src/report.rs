@@ -38,6 +38,19 @@ pub struct Report {
     pub skipped: Vec<SkippedEntry>,
 }
 
+impl Report {
+    /// Reads a report file, naming the file in every error; refuses other schema versions.
+    pub fn read(file: &std::path::Path) -> Result<Report, String> {
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let report: Report =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a boxwalk report: {e}", file.display()))?;
+        if report.schema != SCHEMA {
+            return Err(format!("{}: schema `{}`, expected `{SCHEMA}`", file.display(), report.schema));
+        }
+        Ok(report)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SkippedEntry {
     pub path: String,

@@ -65,11 +65,7 @@ impl Shard {
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Report, String> {
     let mut reports = Vec::new();
     for dir in inputs {
-        let path = dir.join("report.json");
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let r: Report =
-            serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a boxwalk report: {e}", path.display()))?;
-        reports.push((dir, r));
+        reports.push((dir, Report::read(&dir.join("report.json"))?));
     }
     let Some((first_dir, first)) = reports.first() else { return Err("nothing to merge".into()) };
     let mut seen = HashSet::new();
