@@ -130,7 +130,8 @@ pub fn load_models(cfg: &Config) -> Result<Models, FatalError> {
     Ok(Models { detector, classifier, keep_labels })
 }
 
-fn to_classes(c: &Classifier, probs: Vec<ClassProb>) -> Vec<Class> {
+/// A classifier's top-k as report classes (names from the model card or ImageNet).
+pub fn to_classes(c: &Classifier, probs: Vec<ClassProb>) -> Vec<Class> {
     probs
         .into_iter()
         .map(|p| Class {

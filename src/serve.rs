@@ -11,7 +11,7 @@
 use crate::decode::{self, Limits};
 use crate::error::ImageError;
 use crate::models::{Classifier, Detector};
-use crate::pipeline::to_detections;
+use crate::pipeline::{to_classes, to_detections};
 use crate::preprocess;
 use crate::report::{Class, Detection};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -85,17 +85,7 @@ fn inference_loop(detector: Detector, classifier: Classifier, jobs: Receiver<Job
             Ok((dets, tops)) => {
                 for ((job, raw), top) in batch.iter().zip(dets).zip(tops) {
                     let d = to_detections(&detector, &raw, job.width, job.height, RETURN_ABOVE, None);
-                    let c = top
-                        .into_iter()
-                        .map(|p| Class {
-                            label: classifier
-                                .classes
-                                .get(p.index)
-                                .map_or_else(|| p.index.to_string(), |k| k.name.clone()),
-                            index: p.index,
-                            prob: p.prob,
-                        })
-                        .collect();
+                    let c = to_classes(&classifier, top);
                     let _ = job.reply.send(Ok((d, c)));
                 }
             }
