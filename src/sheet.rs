@@ -12,6 +12,7 @@ use image::{ImageFormat, RgbImage};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use rayon::prelude::*;
 use serde_json::json;
+use std::collections::HashSet;
 use std::path::Path;
 
 const TEMPLATE: &str = include_str!("sheet/index.html");
@@ -55,26 +56,30 @@ fn thumbnail_stale(out: &Path, output_rel: &str) -> bool {
 
 /// Creates the thumbnails that are missing or stale (images carried over from, or redrawn by, a
 /// run with `--no-html`; thumbnails deleted by hand) from the annotated copies. Failures only
-/// cost the thumbnail: the page then shows the full image.
-pub fn ensure_thumbnails(out: &Path, report: &Report) {
+/// cost the thumbnail: the page then shows the full image. Returns the outputs left without one.
+pub fn ensure_thumbnails(out: &Path, report: &Report) -> HashSet<String> {
     let missing: Vec<&str> =
         report.images.iter().filter_map(|e| e.output.as_deref()).filter(|o| thumbnail_stale(out, o)).collect();
-    missing.par_iter().for_each(|o| {
-        if let Ok(img) = image::open(out.join(o)) {
-            let _ = write_thumbnail(out, o, &img.to_rgb8());
-        }
-    });
+    missing
+        .par_iter()
+        .filter(|o| {
+            let img = image::open(out.join(o)).map_err(|e| e.to_string());
+            img.and_then(|img| write_thumbnail(out, o, &img.to_rgb8())).is_err()
+        })
+        .map(|o| o.to_string())
+        .collect()
 }
 
-/// The page's data: per image the output, thumbnail, detections and top-k; the failures.
-fn page_data(out: &Path, report: &Report) -> serde_json::Value {
+/// The page's data: per image the output, thumbnail (unless in `no_thumb`), detections and
+/// top-k; the failures.
+fn page_data(report: &Report, no_thumb: &HashSet<String>) -> serde_json::Value {
     let images: Vec<serde_json::Value> = report
         .images
         .iter()
         .map(|e| {
             let d: Vec<_> = e.detections.iter().flatten().map(|d| json!([d.label, d.score])).collect();
             let c: Vec<_> = e.classification.iter().flatten().map(|c| json!([c.label, c.prob])).collect();
-            let thumb = e.output.as_deref().map(thumb_rel).filter(|t| out.join(t).is_file());
+            let thumb = e.output.as_deref().filter(|o| !no_thumb.contains(*o)).map(thumb_rel);
             json!({
                 "p": e.path,
                 "o": e.output.as_deref().map(url),
@@ -109,15 +114,15 @@ fn page_data(out: &Path, report: &Report) -> serde_json::Value {
 
 /// The page for `report`, with the data embedded (`</` escaped so no file name can end the
 /// script element).
-pub fn render_page(out: &Path, report: &Report) -> String {
-    let data = page_data(out, report).to_string().replace("</", "<\\/");
+pub fn render_page(report: &Report, no_thumb: &HashSet<String>) -> String {
+    let data = page_data(report, no_thumb).to_string().replace("</", "<\\/");
     TEMPLATE.replacen(DATA_SLOT, &data, 1)
 }
 
 /// Writes `OUT/index.html` (thumbnails first, so the page finds them).
 pub fn write_index(out: &Path, report: &Report) -> std::io::Result<()> {
-    ensure_thumbnails(out, report);
-    let page = render_page(out, report);
+    let no_thumb = ensure_thumbnails(out, report);
+    let page = render_page(report, &no_thumb);
     output::write_atomic(&out.join("index.html"), |w| w.write_all(page.as_bytes()))
 }
 
@@ -154,7 +159,7 @@ mod tests {
     #[test]
     fn the_data_cannot_close_the_script_element() {
         let r = sample_report("</script><b>x.jpg");
-        let page = render_page(Path::new("/nonexistent"), &r);
+        let page = render_page(&r, &HashSet::new());
         assert_eq!(page.matches("</script>").count(), TEMPLATE.matches("</script>").count());
         assert!(page.contains("<\\/script><b>x.jpg"));
     }
