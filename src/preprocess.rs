@@ -1,17 +1,24 @@
 //! RGB image → normalised network input, with libtorch ops on the model's device, so that the
 //! Python reference (`tests/reference/`) runs the same ops.
 //!
-//! - Detector (NVIDIA's evaluation protocol): the whole image stretched to 300×300 with
-//!   antialiased bilinear interpolation (align_corners false) on [0,1] floats, then ImageNet
-//!   mean/std. Boxes map back by multiplying by the original width and height. boxwalk resizes
-//!   the 0..255 floats and divides by 255 afterwards: the same linear map (the reference divides
-//!   first; the results agree within float rounding, checked at 1e-5), on 300² values instead of
-//!   the whole image.
-//! - Classifier (torchvision `ImageClassification(crop_size=224)`): short side to 256 with
-//!   antialiased bilinear on 0..255 floats rounded back to integers (the preset resizes uint8),
-//!   centre crop 224 with round-half-even offsets, /255, ImageNet mean/std.
+//! Both presets resize **uint8** images, as the published protocols do:
+//! - Detector (NVIDIA's evaluation protocol, `SSDTransformer(val=True)`): PIL `Resize((300,300))`
+//!   stretches the whole image with antialiased bilinear into a uint8 image, then `ToTensor`
+//!   (/255) and ImageNet mean/std. Boxes map back by multiplying by the original width and height.
+//! - Classifier (torchvision `ImageClassification(crop_size=224)` on a uint8 tensor): short side
+//!   to 256 with antialiased bilinear on the uint8 image, centre crop 224 with round-half-even
+//!   offsets, /255, ImageNet mean/std.
+//!
+//! The resize is libtorch's uint8 antialiased bilinear kernel (a port of Pillow-SIMD's: int16
+//! fixed-point weights, horizontal then vertical pass, each rounded to uint8). It agrees with
+//! PIL's own resize within one level (checked by the reference generator). On the CPU boxwalk calls
+//! that kernel; on other devices, which have no uint8 kernel, [`resize_u8_separable`] computes
+//! the same integers with two exact float64 matrix products, so a GPU run sees the very inputs a
+//! CPU run sees.
 
 use image::RgbImage;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
 /// ImageNet mean and std (torchvision; NVIDIA `generate_mean_std`).
@@ -23,7 +30,8 @@ pub const SSD_SIZE: i64 = 300;
 pub const RESIZE_SHORT: i64 = 256;
 pub const CROP: i64 = 224;
 
-/// Uploads an RGB image as a 1×3×H×W uint8 tensor on `device`.
+/// Uploads an RGB image as a 1×3×H×W uint8 tensor on `device` (channels-last in memory, which
+/// is the layout libtorch's vectorised uint8 resize reads).
 pub fn upload(img: &RgbImage, device: Device) -> Tensor {
     let (w, h) = img.dimensions();
     Tensor::from_data_size(img.as_raw(), &[i64::from(h), i64::from(w), 3], Kind::Uint8)
@@ -32,31 +40,117 @@ pub fn upload(img: &RgbImage, device: Device) -> Tensor {
         .unsqueeze(0)
 }
 
-fn normalize(x: &Tensor) -> Tensor {
-    let opts = (Kind::Float, x.device());
-    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(opts.1).view([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(opts.1).view([1, 3, 1, 1]);
-    (x - mean) / std
+/// uint8 → float /255 → ImageNet mean/std.
+fn normalize(u8_img: &Tensor) -> Tensor {
+    let device = u8_img.device();
+    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
+    (u8_img.to_kind(Kind::Float) / 255.0 - mean) / std
+}
+
+/// Antialiased bilinear resize of a 1×3×H×W uint8 image to `h`×`w`, in uint8 arithmetic.
+pub fn resize_u8(u8_img: &Tensor, h: i64, w: i64) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    if u8_img.device() == Device::Cpu {
+        u8_img.internal_upsample_bilinear2d_aa([h, w], false, None, None)
+    } else {
+        resize_u8_separable(u8_img, h, w)
+    }
+}
+
+/// The integers of libtorch's CPU uint8 antialiased bilinear resize, on any device: each pass is
+/// a product with a matrix of the kernel's int16 weights, plus half, floored after dividing by
+/// 2^precision and clamped to 0..=255. Every value is an integer below 2^53, so float64 is exact.
+pub fn resize_u8_separable(u8_img: &Tensor, h: i64, w: i64) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let size = u8_img.size();
+    let (in_h, in_w) = (size[2], size[3]);
+    let mut x = u8_img.to_kind(Kind::Double);
+    if in_w != w {
+        x = fixed_point_pass(&x, in_w, w);
+    }
+    if in_h != h {
+        x = fixed_point_pass(&x.transpose(2, 3), in_h, h).transpose(2, 3);
+    }
+    x.to_kind(Kind::Uint8).contiguous()
+}
+
+/// One pass along the last dimension (`from` → `to` values).
+fn fixed_point_pass(x: &Tensor, from: i64, to: i64) -> Tensor {
+    let (m, precision) = weight_matrix(from, to, x.device());
+    let scale = f64::from(1u32 << precision);
+    ((x.matmul(&m.tr()) + scale / 2.0) / scale).floor().clamp(0.0, 255.0)
+}
+
+/// A pass's weight matrix on its device and its precision, by (from, to, device).
+type WeightCache = HashMap<(i64, i64, Device), (Tensor, u32)>;
+
+thread_local! {
+    /// A folder's images mostly share a few sizes, so each worker keeps its matrices.
+    static WEIGHTS: RefCell<WeightCache> = RefCell::new(HashMap::new());
+}
+
+fn weight_matrix(from: i64, to: i64, device: Device) -> (Tensor, u32) {
+    WEIGHTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        let (m, p) = cache.entry((from, to, device)).or_insert_with(|| {
+            let (rows, p) = aa_weights(from as usize, to as usize);
+            let m = Tensor::from_slice(&rows).view([to, from]).to_device(device);
+            (m, p)
+        });
+        (m.shallow_clone(), *p)
+    })
+}
+
+/// The antialiased bilinear weights for `from` → `to` samples as libtorch's uint8 kernel (and
+/// Pillow-SIMD) computes them: a triangle filter widened by the downscale factor, normalised per
+/// output, then scaled by 2^precision (the largest precision ≤ 22 that keeps twice the largest
+/// weight below 2^15) and rounded half away from zero. Returns the dense `to`×`from` matrix
+/// (row-major) and the precision.
+pub fn aa_weights(from: usize, to: usize) -> (Vec<f64>, u32) {
+    let scale = from as f64 / to as f64;
+    let (support, inv_scale) = if scale >= 1.0 { (scale, 1.0 / scale) } else { (1.0, 1.0) };
+    let mut taps = Vec::with_capacity(to);
+    for i in 0..to {
+        let center = scale * (i as f64 + 0.5);
+        let lo = ((center - support + 0.5) as i64).max(0) as usize;
+        let hi = ((center + support + 0.5) as i64).min(from as i64) as usize;
+        let mut ws: Vec<f64> =
+            (lo..hi).map(|j| (1.0 - ((j as f64 - center + 0.5) * inv_scale).abs()).max(0.0)).collect();
+        let total: f64 = ws.iter().sum();
+        if total != 0.0 {
+            ws.iter_mut().for_each(|v| *v /= total);
+        }
+        taps.push((lo, ws));
+    }
+    let max_w = taps.iter().flat_map(|(_, ws)| ws.iter().copied()).fold(0.0, f64::max);
+    let mut precision = 0u32;
+    while precision < 22 && ((0.5 + max_w * f64::from(1u32 << (precision + 1))) as i64) < (1 << 15) {
+        precision += 1;
+    }
+    let one = f64::from(1u32 << precision);
+    let mut m = vec![0.0; to * from];
+    for (i, (lo, ws)) in taps.iter().enumerate() {
+        for (k, v) in ws.iter().enumerate() {
+            let q = if *v < 0.0 { (-0.5 + v * one) as i64 } else { (0.5 + v * one) as i64 };
+            m[i * from + lo + k] = q as f64;
+        }
+    }
+    (m, precision)
 }
 
 /// 1×3×H×W uint8 → 1×3×300×300 normalised float.
 pub fn detector_input(u8_img: &Tensor) -> Tensor {
-    detector_input_from_float(&u8_img.to_kind(Kind::Float))
-}
-
-/// The detector input from the image as 0..255 floats. Resizing first and dividing by 255
-/// after is the same linear map as the reverse order, and touches 300² values instead of H×W.
-fn detector_input_from_float(x: &Tensor) -> Tensor {
     let _guard = tch::no_grad_guard();
-    let x = x.internal_upsample_bilinear2d_aa([SSD_SIZE, SSD_SIZE], false, None, None) / 255.0;
-    normalize(&x)
+    normalize(&resize_u8(u8_img, SSD_SIZE, SSD_SIZE))
 }
 
-/// Both network inputs from one upload, converting the (possibly large) image to floats once.
+/// Both network inputs from one upload.
 pub fn inputs(u8_img: &Tensor, detector: bool, classifier: bool) -> (Option<Tensor>, Option<Tensor>) {
-    let _guard = tch::no_grad_guard();
-    let x = u8_img.to_kind(Kind::Float);
-    (detector.then(|| detector_input_from_float(&x)), classifier.then(|| classifier_input_from_float(&x)))
+    (detector.then(|| detector_input(u8_img)), classifier.then(|| classifier_input(u8_img)))
 }
 
 /// torchvision's resize target for `[256]`: the short side becomes 256, the long side
@@ -78,18 +172,13 @@ pub fn crop_offset(size: i64, crop: i64) -> i64 {
 
 /// 1×3×H×W uint8 → 1×3×224×224 normalised float.
 pub fn classifier_input(u8_img: &Tensor) -> Tensor {
-    classifier_input_from_float(&u8_img.to_kind(Kind::Float))
-}
-
-fn classifier_input_from_float(x: &Tensor) -> Tensor {
     let _guard = tch::no_grad_guard();
-    let size = x.size();
+    let size = u8_img.size();
     let (h, w) = (size[2], size[3]);
     let (nw, nh) = resize_short_side(w, h, RESIZE_SHORT);
-    let x = x.internal_upsample_bilinear2d_aa([nh, nw], false, None, None).round();
+    let x = resize_u8(u8_img, nh, nw);
     let (top, left) = (crop_offset(nh, CROP), crop_offset(nw, CROP));
-    let x = x.narrow(2, top, CROP).narrow(3, left, CROP) / 255.0;
-    normalize(&x)
+    normalize(&x.narrow(2, top, CROP).narrow(3, left, CROP))
 }
 
 #[cfg(test)]
@@ -126,6 +215,57 @@ mod tests {
         assert_eq!(c.size(), vec![1, 3, 224, 224]);
         let v = c.double_value(&[0, 2, 0, 0]);
         assert!((v - (104.0 / 255.0 - 0.406) / 0.225).abs() < 1e-5, "{v}");
+    }
+
+    #[test]
+    fn aa_weights_by_hand() {
+        // 2 -> 1: a triangle of half-width 2 centred at 1.0 weighs both samples 0.75, normalised
+        // to 1/2; the largest precision with 2 * 0.5 * 2^p < 2^15 is 15.
+        assert_eq!(aa_weights(2, 1), (vec![16384.0, 16384.0], 15));
+        // Same size: the identity at the highest precision that fits (weight 1, 2^15 > 2^14).
+        let (m, p) = aa_weights(3, 3);
+        assert_eq!(p, 14);
+        assert_eq!(m, vec![16384.0, 0.0, 0.0, 0.0, 16384.0, 0.0, 0.0, 0.0, 16384.0]);
+    }
+
+    #[test]
+    fn halving_rounds_half_up_like_the_kernel() {
+        let img =
+            RgbImage::from_fn(2, 1, |x, _| if x == 0 { image::Rgb([10, 0, 255]) } else { image::Rgb([21, 1, 255]) });
+        for out in [resize_u8(&upload(&img, Device::Cpu), 1, 1), resize_u8_separable(&upload(&img, Device::Cpu), 1, 1)]
+        {
+            let v: Vec<u8> = Vec::try_from(out.flatten(0, -1)).expect("uint8");
+            assert_eq!(v, vec![16, 1, 255]); // (10+21)/2 = 15.5 -> 16, 0.5 -> 1
+        }
+    }
+
+    /// The separable float64 products (the path a GPU takes) give libtorch's CPU uint8 kernel's
+    /// integers, down- and upscaling, at odd sizes and one large photo size.
+    #[test]
+    fn separable_resize_equals_the_cpu_kernel() {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut cases = vec![((3000, 4000), (300, 300)), ((3000, 4000), (256, 341)), ((1, 1), (300, 300))];
+        for _ in 0..40 {
+            let from = (1 + next(700) as i64, 1 + next(700) as i64);
+            let to =
+                [(300, 300), (256, 341), (341, 256), (1 + next(400) as i64, 1 + next(400) as i64)][next(4) as usize];
+            cases.push((from, to));
+        }
+        for ((h, w), (oh, ow)) in cases {
+            let img = RgbImage::from_fn(w as u32, h as u32, |_, _| {
+                image::Rgb([next(256) as u8, next(256) as u8, next(256) as u8])
+            });
+            let u = upload(&img, Device::Cpu);
+            let native = resize_u8(&u, oh, ow);
+            let ours = resize_u8_separable(&u, oh, ow);
+            assert_eq!(native.size(), vec![1, 3, oh, ow]);
+            let diff = (native.to_kind(Kind::Int) - ours.to_kind(Kind::Int)).abs().max().int64_value(&[]);
+            assert_eq!(diff, 0, "{w}x{h} -> {ow}x{oh}");
+        }
     }
 
     #[test]

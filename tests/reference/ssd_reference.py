@@ -179,19 +179,26 @@ def _normalize(x):
 
 
 def detector_input(u8):
-    """1×3×H×W uint8 -> NVIDIA eval protocol: stretch to 300×300 (AA bilinear), /255, mean/std."""
-    x = u8.float() / 255.0
-    x = F.interpolate(x, size=(300, 300), mode="bilinear", align_corners=False, antialias=True)
-    return _normalize(x)
+    """1×3×H×W uint8 -> NVIDIA eval protocol (PIL `Resize((300,300))`, `ToTensor`, `Normalize`):
+    the whole image stretched to 300×300 by libtorch's uint8 antialiased bilinear kernel (PIL's
+    arithmetic, within one level), /255, mean/std."""
+    x = F.interpolate(u8, size=(300, 300), mode="bilinear", align_corners=False, antialias=True)
+    return _normalize(x.float() / 255.0)
+
+
+def classifier_size(h, w):
+    """torchvision `resize(img, [256])`: short side 256, long side truncated."""
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(256 * long / short)
+    return (new_long, 256) if w <= h else (256, new_long)
 
 
 def classifier_input(u8):
-    """1×3×H×W uint8 -> torchvision ImageClassification(crop 224, resize 256) as a float op chain."""
-    h, w = u8.shape[-2:]
-    short, long = (w, h) if w <= h else (h, w)
-    new_long = int(256 * long / short)
-    nw, nh = (256, new_long) if w <= h else (new_long, 256)
-    x = F.interpolate(u8.float(), size=(nh, nw), mode="bilinear", align_corners=False, antialias=True).round()
+    """1×3×H×W uint8 -> torchvision ImageClassification(crop 224, resize 256) as the published
+    evaluation runs it on PIL images: uint8 antialiased bilinear resize (PIL's arithmetic, within
+    one level), centre crop, /255, mean/std."""
+    nh, nw = classifier_size(*u8.shape[-2:])
+    x = F.interpolate(u8, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
     top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
-    x = x[..., top:top + 224, left:left + 224] / 255.0
-    return _normalize(x)
+    x = x[..., top:top + 224, left:left + 224]
+    return _normalize(x.float() / 255.0)
