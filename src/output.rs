@@ -5,8 +5,28 @@ use image::{ImageFormat, RgbImage};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-/// Writes `path` atomically with the bytes `write` produces.
+/// When a written file's data reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced before the rename: the file survives a power loss once the call returns.
+    Synced,
+    /// Left to the caller, who syncs ([`sync_file`]) before recording the file as done (the
+    /// pipeline does so per batch, before its journal line), or to nobody for derived files such
+    /// as thumbnails. A process crash still never leaves a torn file.
+    Deferred,
+}
+
+/// Writes `path` atomically with the bytes `write` produces, synced.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+    write_atomic_as(path, Durability::Synced, write)
+}
+
+/// Writes `path` atomically with the bytes `write` produces.
+pub fn write_atomic_as(
+    path: &Path,
+    durability: Durability,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     // Readable like any other output (tempfile's default is owner-only).
@@ -20,9 +40,16 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
         write(&mut w)?;
         w.flush()?;
     }
-    tmp.as_file().sync_data()?;
+    if durability == Durability::Synced {
+        tmp.as_file().sync_data()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Makes a [`Durability::Deferred`] file's data durable.
+pub fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_data()
 }
 
 /// Removes temporary files a killed run left under `out` (they are never renamed into place).
@@ -63,9 +90,20 @@ pub fn encode_image(
     }
 }
 
-/// Writes the annotated image atomically.
+/// Writes an image atomically, synced.
 pub fn write_image(path: &Path, img: &RgbImage, format: ImageFormat, jpeg_quality: u8) -> Result<(), String> {
-    write_atomic(path, |w| encode_image(img, format, jpeg_quality, w).map_err(std::io::Error::other))
+    write_image_as(path, img, format, jpeg_quality, Durability::Synced)
+}
+
+/// Writes an image atomically.
+pub fn write_image_as(
+    path: &Path,
+    img: &RgbImage,
+    format: ImageFormat,
+    jpeg_quality: u8,
+    durability: Durability,
+) -> Result<(), String> {
+    write_atomic_as(path, durability, |w| encode_image(img, format, jpeg_quality, w).map_err(std::io::Error::other))
         .map_err(|e| e.to_string())
 }
 

@@ -373,7 +373,8 @@ fn write_one(job: ImageJob, result: Result<Inferred, ImageError>, cfg: &Config, 
     entry.classification = classification;
     let (rel, fmt) = output_target(&job, cfg, format);
     let written = timed(&times.write, || {
-        output::write_image(&cfg.out.join(&rel), &rgb, fmt, cfg.jpeg_quality)?;
+        // Synced by the writer thread, per batch, before the journal records it.
+        output::write_image_as(&cfg.out.join(&rel), &rgb, fmt, cfg.jpeg_quality, output::Durability::Deferred)?;
         if cfg.html {
             // Only the page needs it, and the page recreates a missing one: not an image error.
             let _ = sheet::write_thumbnail(&cfg.out, &rel, &rgb);
@@ -388,6 +389,17 @@ fn write_one(job: ImageJob, result: Result<Inferred, ImageError>, cfg: &Config, 
         }
     }
     entry
+}
+
+/// Syncs an entry's written output; a failure turns the entry into a write error.
+fn sync_output(entry: &mut ImageEntry, cfg: &Config) {
+    let Some(rel) = entry.output.as_deref() else { return };
+    let path = cfg.out.join(rel);
+    if let Err(e) = output::sync_file(&path) {
+        let e = ImageError::Write { path, reason: e.to_string() };
+        entry.error = Some(ErrorEntry { kind: e.kind().into(), message: e.to_string() });
+        entry.output = None;
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -594,8 +606,10 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
         let writer = s.spawn(move || -> Result<Vec<ImageEntry>, FatalError> {
             let mut entries = Vec::new();
             for batch in done_rx {
-                let written: Vec<ImageEntry> =
+                let mut written: Vec<ImageEntry> =
                     pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, cfg, times)).collect());
+                // The journal line is the record that an output is done: its data first.
+                written.iter_mut().for_each(|e| sync_output(e, cfg));
                 for e in &written {
                     observer.finished(e);
                 }

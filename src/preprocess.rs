@@ -142,6 +142,17 @@ pub fn aa_weights(from: usize, to: usize) -> (Vec<f64>, u32) {
     (m, precision)
 }
 
+/// An RGB image resized to `w`×`h` with the same uint8 kernel on the CPU (for thumbnails: an
+/// order of magnitude faster than `image`'s resamplers on large photos).
+pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    let out = resize_u8(&upload(img, Device::Cpu), i64::from(h), i64::from(w));
+    let hwc = out.squeeze_dim(0).permute([1, 2, 0]).contiguous();
+    let n = (w * h * 3) as usize;
+    let mut raw = vec![0u8; n];
+    hwc.copy_data(&mut raw, n);
+    RgbImage::from_raw(w, h, raw).expect("w*h*3 bytes")
+}
+
 /// 1×3×H×W uint8 → 1×3×300×300 normalised float.
 pub fn detector_input(u8_img: &Tensor) -> Tensor {
     let _guard = tch::no_grad_guard();
@@ -266,6 +277,19 @@ mod tests {
             let diff = (native.to_kind(Kind::Int) - ours.to_kind(Kind::Int)).abs().max().int64_value(&[]);
             assert_eq!(diff, 0, "{w}x{h} -> {ow}x{oh}");
         }
+    }
+
+    #[test]
+    fn resize_rgb_keeps_layout_and_colours() {
+        // Left half red, right half blue: a 4:1 reduction keeps them apart and in place.
+        let img =
+            RgbImage::from_fn(400, 100, |x, _| if x < 200 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+        let t = resize_rgb(&img, 100, 25);
+        assert_eq!(t.dimensions(), (100, 25));
+        assert_eq!(t.get_pixel(10, 12).0, [255, 0, 0]);
+        assert_eq!(t.get_pixel(90, 3).0, [0, 0, 255]);
+        let mid = t.get_pixel(50, 12).0; // straddles the edge
+        assert!(mid[0] > 0 && mid[2] > 0, "{mid:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `#view=failed`, `#sort=most`), so a grader can bookmark or share a filtered view.
 
 use crate::output;
+use crate::preprocess;
 use crate::report::Report;
 use image::{ImageFormat, RgbImage};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -41,13 +42,21 @@ pub fn write_thumbnail(out: &Path, output_rel: &str, img: &RgbImage) -> Result<(
     let (w, h) = img.dimensions();
     let scale = (THUMB_SIDE as f64 / w.max(h).max(1) as f64).min(1.0);
     let (tw, th) = (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1));
-    let thumb = image::imageops::thumbnail(img, tw, th);
-    output::write_image(&out.join(thumb_rel(output_rel)), &thumb, ImageFormat::Jpeg, 85)
+    let thumb = preprocess::resize_rgb(img, tw, th);
+    // Derived from the annotated copy and recreated when missing or stale: never worth a sync.
+    output::write_image_as(
+        &out.join(thumb_rel(output_rel)),
+        &thumb,
+        ImageFormat::Jpeg,
+        85,
+        output::Durability::Deferred,
+    )
 }
 
-/// Whether the thumbnail of `output_rel` is missing or older than the annotated copy.
+/// Whether the thumbnail of `output_rel` is missing, empty (thumbnails are not synced, so a power
+/// loss can leave one empty) or older than the annotated copy.
 fn thumbnail_stale(out: &Path, output_rel: &str) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let modified = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.len() > 0).and_then(|m| m.modified().ok());
     match (modified(&out.join(thumb_rel(output_rel))), modified(&out.join(output_rel))) {
         (Some(thumb), Some(image)) => thumb < image,
         _ => true,
