@@ -90,16 +90,22 @@ thread_local! {
     static WEIGHTS: RefCell<WeightCache> = RefCell::new(HashMap::new());
 }
 
+/// At most this many matrix entries (8 bytes each) stay cached per thread: 64 MiB, a few photo
+/// sizes' worth (12 MP needs about 4M), so that a folder of all-different sizes cannot fill a GPU.
+const CACHED_ENTRIES: i64 = 8 << 20;
+
 fn weight_matrix(from: i64, to: i64, device: Device) -> (Tensor, u32) {
     WEIGHTS.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if cache.len() > 64 {
-            cache.clear();
+        if !cache.contains_key(&(from, to, device)) {
+            let held: i64 = cache.keys().map(|(f, t, _)| f * t).sum();
+            if held + from * to > CACHED_ENTRIES {
+                cache.clear();
+            }
         }
         let (m, p) = cache.entry((from, to, device)).or_insert_with(|| {
             let (rows, p) = aa_weights(from as usize, to as usize);
-            let m = Tensor::from_slice(&rows).view([to, from]).to_device(device);
-            (m, p)
+            (Tensor::from_slice(&rows).view([to, from]).to_device(device), p)
         });
         (m.shallow_clone(), *p)
     })
