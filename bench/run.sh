@@ -10,7 +10,8 @@
 # random weights: same architectures and cost as the real ones), `demo` = models/demo.
 #
 # usage: bench/run.sh [N_IMAGES=200] [THREADS=all cores] [BATCH=8] [official|demo|both=both] [DEVICE=cpu]
-# Prints images/s and peak RSS for each, and the ratios boxwalk/Python and end-to-end/floor.
+# Prints images/s and peak RSS for each, the ratios boxwalk/Python and end-to-end/floor, and the
+# CPU time per image of both with the throughput ratio it allows on THREADS cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
@@ -48,7 +49,7 @@ for set in $sets; do
   floor=$("$bin" detect "$imgs" --out "$work/out-floor" "${common[@]}" --bench-forward)
   pyout=$("$py" bench/python_pipeline.py "$imgs" "$work/out-python" --ssd "$det" --resnet "$cls" \
     --threads "$threads" --batch-size "$batch")
-  "$py" - "$set" "$work/out-boxwalk/report.json" "$floor" "$pyout" <<'PY'
+  "$py" - "$set" "$work/out-boxwalk/report.json" "$floor" "$pyout" "$threads" <<'PY'
 import json, sys
 name, report, floor, py = sys.argv[1], json.load(open(sys.argv[2])), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 t = report["timing"]
@@ -60,5 +61,12 @@ print(f"  boxwalk models only: {floor['images_per_s']:8.2f} images/s  (the floor
 print(f"  python pipeline    : {py['images_per_s']:8.2f} images/s  peak RSS {py['peak_rss_mib']:6.0f} MiB")
 print(f"  boxwalk / python   : {e2e / py['images_per_s']:8.2f}x throughput")
 print(f"  end to end / floor : {floor['images_per_s'] / e2e:8.2f}x time")
+# CPU cost per image (boxwalk's includes hashing inputs and loading models). On C cores boxwalk
+# can at best run at C / (its CPU per image), so against Python's time per image its ratio is
+# bounded by C * (python s/image) / (boxwalk CPU s/image).
+n, threads = report["counts"]["processed"], int(sys.argv[5])
+ours, theirs, py_wall = t["cpu_s"] / n, py["cpu_s"] / py["images"], py["seconds"] / py["images"]
+print(f"  CPU per image      : boxwalk {1000 * ours:6.1f} ms, python {1000 * theirs:6.1f} ms"
+      f"  (bound on {threads} threads: {threads * py_wall / ours:.2f}x python)")
 PY
 done

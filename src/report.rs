@@ -110,6 +110,10 @@ pub struct Counts {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Timing {
     pub total_s: f64,
+    /// CPU time of the whole process (user + system, every thread) for the run: against
+    /// `total_s`, how many cores the run kept busy.
+    #[serde(default)]
+    pub cpu_s: f64,
     pub load_models_s: f64,
     pub decode_s: f64,
     pub preprocess_s: f64,

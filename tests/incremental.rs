@@ -51,6 +51,11 @@ fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
     assert_eq!(first["counts"]["new"], 30);
     assert_eq!(first["counts"]["processed"], 30);
     assert!(!out.join("journal.jsonl").exists(), "the journal is folded into the report");
+    // The process's CPU time: positive, and within what its threads could use in the wall time.
+    let (cpu, wall) =
+        (first["timing"]["cpu_s"].as_f64().expect("cpu_s"), first["timing"]["total_s"].as_f64().expect("s"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(cpu > 0.0 && cpu <= wall * cores + 1.0, "cpu_s {cpu} for {wall} s on {cores} cores");
 
     let second = detect(&input, &out, &[]);
     assert_eq!(second["counts"]["processed"], 0, "no inference on an unchanged tree");
