@@ -6,7 +6,9 @@
 #   2. fp16: every fp32 detection scoring >= 0.3 matched by a --half detection at IoU >= 0.95;
 #   3. throughput: end to end (annotated JPEGs + report) and the models-only floor on N 640×480
 #      JPEGs (plus 4 at 4000×3000) at batch 1, 8, 32, 64, with and without --half, with the GPU's
-#      mean utilisation (nvidia-smi) during each end-to-end run.
+#      mean utilisation (nvidia-smi) during each end-to-end run;
+#   4. the demo models end to end on all the machine's CPU cores against the Python pipeline
+#      (bench/run.sh's comparison, at a core count the build machines do not have).
 #
 # usage: bench/gpu-check.sh [--cpu] [N]
 #   --cpu  runs the same steps on the CPU (parity only in fp32, batches 1 and 8, N default 24),
@@ -35,7 +37,8 @@ status=0
 fail() { echo "FAILED: $*"; status=1; }
 
 echo "== 1. parity, $dev fp32 against the CPU reference"
-ref=$work/reference
+# Keyed by the reference scripts, so that a changed reference is never read from an old run.
+ref=$work/reference-$(cat tests/reference/make_reference.py tests/reference/ssd_reference.py | sha256sum | cut -c1-16)
 [ -f "$ref/done" ] || { "$py" tests/reference/make_reference.py "$ref" >/dev/null && touch "$ref/done"; } || exit 2
 weights=(--detector-weights "$ref/ssd300.safetensors" --classifier-weights "$ref/resnet18.safetensors")
 rm -rf "$work/p32" "$work/p16"
@@ -75,4 +78,20 @@ for b in $batches; do
       "$("$py" -c "print($floor / $e2e)")" "$util"
   done
 done
+
+echo "== 4. CPU end to end on all $(nproc) cores: demo models, boxwalk against the Python pipeline"
+demo=(--detector-weights models/demo/detector.safetensors --classifier-weights models/demo/classifier.safetensors)
+rm -rf "$work/out" "$work/out-python"
+"$bin" detect "$imgs" --out "$work/out" --format jpeg --quiet --device cpu --threads "$(nproc)" "${demo[@]}" \
+  || fail "detect on the CPU"
+"$py" bench/python_pipeline.py "$imgs" "$work/out-python" --ssd models/demo/detector.safetensors \
+  --resnet models/demo/classifier.safetensors --threads "$(nproc)" >"$work/python.json" || fail "python pipeline"
+"$py" - "$work/out/report.json" "$work/python.json" <<'PY'
+import json, sys
+r, p = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+t = r["timing"]
+ours = r["counts"]["processed"] / t["total_s"]
+print(f"boxwalk {ours:.1f} images/s ({1000 * t['cpu_s'] / r['counts']['processed']:.1f} ms CPU each), "
+      f"python {p['images_per_s']:.1f} images/s: {ours / p['images_per_s']:.2f}x")
+PY
 exit $status

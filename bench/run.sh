@@ -24,10 +24,9 @@ venv=$(scripts/venv.sh)
 py=$venv/bin/python
 bin=./target/release/boxwalk
 work=target/bench
-ref=$work/reference
-if [ ! -f "$ref/ssd300.safetensors" ]; then
-  "$py" tests/reference/make_reference.py "$ref" >/dev/null
-fi
+# Keyed by the reference scripts, so that a changed reference is never read from an old run.
+ref=$work/reference-$(cat tests/reference/make_reference.py tests/reference/ssd_reference.py | sha256sum | cut -c1-16)
+[ -f "$ref/done" ] || { "$py" tests/reference/make_reference.py "$ref" >/dev/null && touch "$ref/done"; }
 imgs=$work/images-$n
 bench/images.sh "$bin" "$py" "$imgs" "$n"
 
