@@ -391,6 +391,19 @@ fn write_one(job: ImageJob, result: Result<Inferred, ImageError>, cfg: &Config, 
     entry
 }
 
+/// Syncs a batch's outputs. fsync mostly waits on the disk, so a few short-lived threads overlap
+/// the waits (at GPU rates, thousands of serial fsyncs a second would stall the writer) without
+/// taking CPU from the workers.
+fn sync_outputs(entries: &mut [ImageEntry], cfg: &Config) {
+    const SYNC_THREADS: usize = 8;
+    let per_thread = entries.len().div_ceil(SYNC_THREADS).max(1);
+    std::thread::scope(|s| {
+        for chunk in entries.chunks_mut(per_thread) {
+            s.spawn(move || chunk.iter_mut().for_each(|e| sync_output(e, cfg)));
+        }
+    });
+}
+
 /// Syncs an entry's written output; a failure turns the entry into a write error.
 fn sync_output(entry: &mut ImageEntry, cfg: &Config) {
     let Some(rel) = entry.output.as_deref() else { return };
@@ -611,7 +624,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
                 let mut written: Vec<ImageEntry> =
                     pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, cfg, times)).collect());
                 // The journal line is the record that an output is done: its data first.
-                written.iter_mut().for_each(|e| sync_output(e, cfg));
+                sync_outputs(&mut written, cfg);
                 for e in &written {
                     observer.finished(e);
                 }
