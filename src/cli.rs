@@ -274,7 +274,8 @@ pub struct DetectArgs {
     pub half: bool,
 
     /// Benchmark the floor: decode and prepare every input first, then time only the models
-    /// (forward passes and box decoding) batch by batch. Writes nothing; prints one JSON line.
+    /// (forward passes, softmax, copy to the CPU) batch by batch. Box decoding is left out: a
+    /// run does it on the workers. Writes nothing; prints one JSON line.
     #[arg(long)]
     pub bench_forward: bool,
 

@@ -15,7 +15,7 @@ use crate::discover::{self, ImageJob};
 use crate::error::{ImageError, WeightsError};
 use crate::export;
 use crate::journal::{self, Journal};
-use crate::models::{ClassProb, Classifier, Detector, Placement};
+use crate::models::{BoxDecoder, ClassInfo, ClassProb, Classifier, Detector, DetectorOutput, Placement};
 use crate::output;
 use crate::preprocess;
 use crate::report::{self, Class, Counts, Detection, ErrorEntry, ImageEntry, ModelInfo, Report, SkippedEntry, Timing};
@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -65,6 +66,7 @@ struct StageTimes {
     decode: AtomicU64,
     preprocess: AtomicU64,
     inference: AtomicU64,
+    boxes: AtomicU64,
     annotate: AtomicU64,
     write: AtomicU64,
 }
@@ -145,18 +147,18 @@ pub fn to_classes(c: &Classifier, probs: Vec<ClassProb>) -> Vec<Class> {
 /// Maps decoder output (normalised to the 300×300 input) to report detections in original pixels,
 /// keeping scores above the threshold and the selected classes.
 pub fn to_detections(
-    det: &Detector,
+    classes: &[ClassInfo],
     raw: &[RawDetection],
     w: u32,
     h: u32,
     threshold: f32,
-    classes: Option<&[usize]>,
+    keep_labels: Option<&[usize]>,
 ) -> Vec<Detection> {
     let (wf, hf) = (w as f32, h as f32);
     raw.iter()
-        .filter(|d| d.score > threshold && classes.is_none_or(|c| c.contains(&d.label)))
+        .filter(|d| d.score > threshold && keep_labels.is_none_or(|c| c.contains(&d.label)))
         .filter_map(|d| {
-            let class = det.class(d.label)?;
+            let class = d.label.checked_sub(1).and_then(|i| classes.get(i))?;
             Some(Detection {
                 label: class.name.clone(),
                 class_index: d.label,
@@ -255,6 +257,44 @@ struct PerImage {
     /// Everything the decoder kept, when `--coco-json` wants it.
     all_detections: Option<Vec<Detection>>,
     classification: Option<Vec<Class>>,
+    /// The detector's outputs, until the write stage decodes them into `detections`.
+    pending: Option<PendingBoxes>,
+}
+
+/// One image's share of a batch's detector outputs.
+#[derive(Clone)]
+struct PendingBoxes {
+    output: Arc<DetectorOutput>,
+    index: usize,
+}
+
+/// What decoding detections needs, shared by the workers: box decoding (NMS over up to 80
+/// classes) runs on them, not on the inference thread, which goes on to the next batch.
+struct BoxContext {
+    decoder: BoxDecoder,
+    classes: Vec<ClassInfo>,
+    keep_labels: Option<Vec<usize>>,
+}
+
+impl BoxContext {
+    fn new(models: &Models) -> Option<BoxContext> {
+        models.detector.as_ref().map(|d| BoxContext {
+            decoder: d.decoder(),
+            classes: d.classes.clone(),
+            keep_labels: models.keep_labels.clone(),
+        })
+    }
+
+    /// Decodes `per`'s pending outputs for an image of `w`×`h` pixels.
+    fn finish(&self, per: &mut PerImage, w: u32, h: u32, cfg: &Config) {
+        let Some(p) = per.pending.take() else { return };
+        let raw = self.decoder.decode(&p.output, p.index, &cfg.decode);
+        let keep = self.keep_labels.as_deref();
+        per.detections = Some(to_detections(&self.classes, &raw, w, h, cfg.threshold, keep));
+        if cfg.keep_all_detections {
+            per.all_detections = Some(to_detections(&self.classes, &raw, w, h, f32::NEG_INFINITY, keep));
+        }
+    }
 }
 
 fn stack(inputs: impl Iterator<Item = Option<Tensor>>) -> Option<Tensor> {
@@ -269,13 +309,9 @@ fn run_models(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec
     let mut per: Vec<PerImage> = vec![PerImage::default(); ready.len()];
     if let Some(det) = &models.detector {
         if let Some(x) = stack(ready.iter().map(|(_, r)| r.det_input.as_ref().map(Tensor::shallow_clone))) {
-            for (i, raw) in det.detect(&x, &cfg.decode).into_iter().enumerate() {
-                let (w, h) = ready[i].1.rgb.dimensions();
-                let keep = models.keep_labels.as_deref();
-                per[i].detections = Some(to_detections(det, &raw, w, h, cfg.threshold, keep));
-                if cfg.keep_all_detections {
-                    per[i].all_detections = Some(to_detections(det, &raw, w, h, f32::NEG_INFINITY, keep));
-                }
+            let output = Arc::new(det.outputs(&x));
+            for (index, p) in per.iter_mut().enumerate() {
+                p.pending = Some(PendingBoxes { output: output.clone(), index });
             }
         }
     }
@@ -285,8 +321,11 @@ fn run_models(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec
                 per[i].classification = Some(to_classes(cls, top));
             }
         }
-        if cfg.classify_crops {
+        if let (true, Some(ctx)) = (cfg.classify_crops, BoxContext::new(models)) {
             for (i, (_, r)) in ready.iter().enumerate() {
+                // The crops need the boxes now.
+                let (w, h) = r.rgb.dimensions();
+                ctx.finish(&mut per[i], w, h, cfg);
                 if let Some(dets) = per[i].detections.as_mut() {
                     classify_crops(cls, &r.rgb, dets, cfg);
                 }
@@ -336,7 +375,13 @@ fn banner(classification: &Option<Vec<Class>>) -> Option<String> {
     classification.as_ref().and_then(|c| c.first()).map(|c| format!("{} {:.2}", c.label, c.prob))
 }
 
-fn write_one(job: ImageJob, result: Result<Inferred, ImageError>, cfg: &Config, times: &StageTimes) -> ImageEntry {
+fn write_one(
+    job: ImageJob,
+    result: Result<Inferred, ImageError>,
+    boxes: Option<&BoxContext>,
+    cfg: &Config,
+    times: &StageTimes,
+) -> ImageEntry {
     let mut entry = ImageEntry {
         path: job.rel.clone(),
         root: job.root.to_string_lossy().into_owned(),
@@ -356,8 +401,11 @@ fn write_one(job: ImageJob, result: Result<Inferred, ImageError>, cfg: &Config, 
             return entry;
         }
     };
-    let Inferred { mut rgb, format, results } = inferred;
-    let PerImage { detections, all_detections, classification } = results;
+    let Inferred { mut rgb, format, mut results } = inferred;
+    if let Some(ctx) = boxes {
+        timed(&times.boxes, || ctx.finish(&mut results, rgb.width(), rgb.height(), cfg));
+    }
+    let PerImage { detections, all_detections, classification, pending: _ } = results;
     entry.width = Some(rgb.width());
     entry.height = Some(rgb.height());
     timed(&times.annotate, || {
@@ -457,7 +505,7 @@ pub struct Floor {
     pub batch_size: usize,
     pub threads: usize,
     pub device: String,
-    /// Time in the models (forward passes, softmax, box decoding, top-k), summed over batches.
+    /// Time in the models (forward passes, softmax, copy to the CPU, top-k), summed over batches.
     pub seconds: f64,
     pub images_per_s: f64,
     pub peak_rss_mib: Option<f64>,
@@ -599,12 +647,14 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
 
     observer.started(todo.len(), carried.len());
     let times = StageTimes::default();
+    let box_context = BoxContext::new(&models);
     let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
         let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Ready, ImageError>)>>(2);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Inferred, ImageError>)>>(2);
         let (pool, times) = (&pool, &times);
         let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
         let todo = &todo;
+        let boxes = box_context.as_ref();
         s.spawn(move || {
             for chunk in todo.chunks(cfg.batch_size) {
                 if observer.should_stop() {
@@ -622,7 +672,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             let mut entries = Vec::new();
             for batch in done_rx {
                 let mut written: Vec<ImageEntry> =
-                    pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, cfg, times)).collect());
+                    pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, boxes, cfg, times)).collect());
                 // The journal line is the record that an output is done: its data first.
                 sync_outputs(&mut written, cfg);
                 for e in &written {
@@ -675,6 +725,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             decode_s: secs(&times.decode),
             preprocess_s: secs(&times.preprocess),
             inference_s: secs(&times.inference),
+            box_decode_s: secs(&times.boxes),
             annotate_s: secs(&times.annotate),
             write_s: secs(&times.write),
         },
@@ -720,8 +771,8 @@ fn write_extras(cfg: &Config, report: &Report, pool: &rayon::ThreadPool) -> Resu
 /// On a CPU run the models' threads and the workers share the cores. libtorch's parallel
 /// regions wait for their slowest thread, so a worker that preempts one stalls the whole forward
 /// pass (measured with SSD300-R50 on 2 cores: inference up to 16% slower than alone). Workers
-/// therefore run at nice +10: they fill the gaps the models leave (box decoding, waits, batch
-/// edges) and take the cores whenever the models wait for input. Not SCHED_IDLE: on a machine
+/// therefore run at nice +10: they fill the gaps the models leave (waits, batch edges) and take
+/// the cores whenever the models wait for input. Not SCHED_IDLE: on a machine
 /// busy with other work that would all but stop them, and the run with them.
 fn lower_worker_priority() {
     #[cfg(target_os = "linux")]

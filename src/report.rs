@@ -118,6 +118,9 @@ pub struct Timing {
     pub decode_s: f64,
     pub preprocess_s: f64,
     pub inference_s: f64,
+    /// Detections decoded from the detector's outputs (NMS), on the workers.
+    #[serde(default)]
+    pub box_decode_s: f64,
     pub annotate_s: f64,
     pub write_s: f64,
 }

@@ -84,7 +84,7 @@ fn inference_loop(detector: Detector, classifier: Classifier, jobs: Receiver<Job
         match result {
             Ok((dets, tops)) => {
                 for ((job, raw), top) in batch.iter().zip(dets).zip(tops) {
-                    let d = to_detections(&detector, &raw, job.width, job.height, RETURN_ABOVE, None);
+                    let d = to_detections(&detector.classes, &raw, job.width, job.height, RETURN_ABOVE, None);
                     let c = to_classes(&classifier, top);
                     let _ = job.reply.send(Ok((d, c)));
                 }

@@ -16,6 +16,7 @@ use crate::boxes::{self, DecodeParams, RawDetection, SsdConfig};
 use crate::error::WeightsError;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -145,7 +146,7 @@ pub struct Detector {
     pub classes: Vec<ClassInfo>,
     pub card: Option<ModelCard>,
     pub config: SsdConfig,
-    dboxes: Vec<[f32; 4]>,
+    decoder: BoxDecoder,
     pub place: Placement,
     pub file: PathBuf,
 }
@@ -204,8 +205,12 @@ impl Detector {
         let net =
             build(file, "SSD300 detector", place, |p| ssd::Ssd::new(p, &arch), |v, at| frozen::Ssd::new(v, &arch, at))?;
         let config = SsdConfig::ssd300();
-        let dboxes = config.default_boxes_xywh();
-        Ok(Detector { net, arch, classes, card, config, dboxes, place, file: file.to_path_buf() })
+        let decoder = BoxDecoder {
+            dboxes: Arc::new(config.default_boxes_xywh()),
+            scale_xy: config.scale_xy,
+            scale_wh: config.scale_wh,
+        };
+        Ok(Detector { net, arch, classes, card, config, decoder, place, file: file.to_path_buf() })
     }
 
     /// The class of label `label` (1-based).
@@ -230,39 +235,71 @@ impl Detector {
     /// Forward + NVIDIA decoding: per image, detections in descending score order with boxes
     /// normalised to the input.
     pub fn detect(&self, input: &Tensor, params: &DecodeParams) -> Vec<Vec<RawDetection>> {
+        let out = self.outputs(input);
+        (0..out.images).map(|i| self.decoder.decode(&out, i, params)).collect()
+    }
+
+    /// Forward and softmax, brought to the CPU for [`BoxDecoder::decode`].
+    pub fn outputs(&self, input: &Tensor) -> DetectorOutput {
         let (locs, confs) = self.forward(input);
         // Softmax over all classes, background included, on the device.
         let scores = confs.softmax(1, Kind::Float);
-        self.decode(&locs.to_device(Device::Cpu), &scores.to_device(Device::Cpu), params)
+        let size = scores.size();
+        let floats = |t: Tensor| Vec::<f32>::try_from(t.to_device(Device::Cpu).contiguous().view([-1]));
+        DetectorOutput {
+            images: size[0] as usize,
+            classes: size[1] as usize,
+            boxes: size[2] as usize,
+            locs: floats(locs.permute([0, 2, 1])).unwrap_or_default(),
+            scores: floats(scores).unwrap_or_default(),
+        }
+    }
+
+    /// The box decoder, for decoding [`Detector::outputs`] on other threads.
+    pub fn decoder(&self) -> BoxDecoder {
+        self.decoder.clone()
     }
 
     /// Whether any weight would record gradients (it never should: the store is frozen).
     pub fn has_trainable_weights(&self) -> bool {
         self.net.tensors().any(Tensor::requires_grad)
     }
+}
 
-    /// Decodes CPU tensors `locs` N×4×B and softmax `scores` N×C×B.
-    pub fn decode(&self, locs: &Tensor, scores: &Tensor, params: &DecodeParams) -> Vec<Vec<RawDetection>> {
-        let n = locs.size()[0];
-        let c = scores.size()[1] as usize;
-        let locs = Vec::<f32>::try_from(locs.permute([0, 2, 1]).contiguous().view([-1])).unwrap_or_default();
-        let scores = Vec::<f32>::try_from(scores.permute([0, 2, 1]).contiguous().view([-1])).unwrap_or_default();
-        let nb = self.dboxes.len();
-        (0..n as usize)
-            .map(|i| {
-                let l = &locs[i * nb * 4..(i + 1) * nb * 4];
-                let boxes: Vec<[f32; 4]> = self
-                    .dboxes
-                    .iter()
-                    .enumerate()
-                    .map(|(b, d)| {
-                        let o = [l[b * 4], l[b * 4 + 1], l[b * 4 + 2], l[b * 4 + 3]];
-                        boxes::decode_box(o, d, self.config.scale_xy, self.config.scale_wh)
-                    })
-                    .collect();
-                boxes::decode_single(&boxes, &scores[i * nb * c..(i + 1) * nb * c], c, params)
+/// A batch's detector outputs on the CPU: offsets N×B×4 (box-major) and softmax scores N×C×B
+/// (class-major, the network's layout).
+pub struct DetectorOutput {
+    pub images: usize,
+    pub classes: usize,
+    pub boxes: usize,
+    locs: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// NVIDIA's decoding of one image's outputs: default boxes plus offsets, then per-class NMS. Plain
+/// data, so the write stage's workers decode while the inference thread runs the next batch.
+#[derive(Clone)]
+pub struct BoxDecoder {
+    dboxes: Arc<Vec<[f32; 4]>>,
+    scale_xy: f32,
+    scale_wh: f32,
+}
+
+impl BoxDecoder {
+    /// Detections of image `i` of `out`, descending by score, boxes normalised to the input.
+    pub fn decode(&self, out: &DetectorOutput, i: usize, params: &DecodeParams) -> Vec<RawDetection> {
+        let (nb, nc) = (out.boxes, out.classes);
+        let l = &out.locs[i * nb * 4..(i + 1) * nb * 4];
+        let boxes: Vec<[f32; 4]> = self
+            .dboxes
+            .iter()
+            .enumerate()
+            .map(|(b, d)| {
+                let o = [l[b * 4], l[b * 4 + 1], l[b * 4 + 2], l[b * 4 + 3]];
+                boxes::decode_box(o, d, self.scale_xy, self.scale_wh)
             })
-            .collect()
+            .collect();
+        boxes::decode_single(&boxes, &out.scores[i * nb * nc..(i + 1) * nb * nc], nc, params)
     }
 }
 
