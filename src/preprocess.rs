@@ -153,7 +153,7 @@ pub fn aa_weights(from: usize, to: usize) -> (Vec<f64>, u32) {
 pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     let out = resize_u8(&upload(img, Device::Cpu), i64::from(h), i64::from(w));
     let hwc = out.squeeze_dim(0).permute([1, 2, 0]).contiguous();
-    let n = (w * h * 3) as usize;
+    let n = w as usize * h as usize * 3;
     let mut raw = vec![0u8; n];
     hwc.copy_data(&mut raw, n);
     RgbImage::from_raw(w, h, raw).expect("w*h*3 bytes")
