@@ -165,11 +165,24 @@ pub fn nms(boxes: &[[f32; 4]], iou_threshold: f32) -> Vec<usize> {
 /// (box-major, the 80 passes over an image's 2.8 MB of scores were strided and memory-bound).
 pub fn decode_single(boxes: &[[f32; 4]], scores: &[f32], num_classes: usize, p: &DecodeParams) -> Vec<RawDetection> {
     let nb = boxes.len();
+    decode_candidates(boxes, num_classes, p, |label| {
+        scores[label * nb..(label + 1) * nb].iter().copied().zip(0..nb).collect()
+    })
+}
+
+/// [`decode_single`] from each class's candidate (score, box index) pairs, in any order: all of
+/// the class's boxes, or only its `per_class_top` best (what a GPU run copies back), which gives
+/// the same detections.
+pub fn decode_candidates(
+    boxes: &[[f32; 4]],
+    num_classes: usize,
+    p: &DecodeParams,
+    mut candidates: impl FnMut(usize) -> Vec<(f32, usize)>,
+) -> Vec<RawDetection> {
     let mut out = Vec::new();
     for label in 1..num_classes {
-        let class_scores = &scores[label * nb..(label + 1) * nb];
-        let mut cand: Vec<(f32, usize)> =
-            class_scores.iter().copied().zip(0..nb).filter(|(s, _)| *s > p.min_score).collect();
+        let mut cand = candidates(label);
+        cand.retain(|(s, _)| *s > p.min_score);
         cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         cand.truncate(p.per_class_top);
         let cand_boxes: Vec<[f32; 4]> = cand.iter().map(|&(_, b)| boxes[b]).collect();

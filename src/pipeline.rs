@@ -309,7 +309,7 @@ fn run_models(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec
     let mut per: Vec<PerImage> = vec![PerImage::default(); ready.len()];
     if let Some(det) = &models.detector {
         if let Some(x) = stack(ready.iter().map(|(_, r)| r.det_input.as_ref().map(Tensor::shallow_clone))) {
-            let output = Arc::new(det.outputs(&x));
+            let output = Arc::new(det.outputs(&x, &cfg.decode));
             for (index, p) in per.iter_mut().enumerate() {
                 p.pending = Some(PendingBoxes { output: output.clone(), index });
             }

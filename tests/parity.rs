@@ -152,6 +152,27 @@ fn detections_and_top5_match_the_reference() {
     assert!(total > 100, "the fixture should exercise the decoder ({total} detections)");
 }
 
+/// A GPU run copies back only each class's 200 best scores; decoding them must give exactly what
+/// decoding every score gives (checked here on the CPU, where both can run). The reference's
+/// random weights put more than 200 candidates above 0.05 in some classes, so the cut matters.
+#[test]
+fn decoding_each_class_top_200_equals_decoding_every_score() {
+    let f = fixture();
+    let det = f.detector();
+    let p = DecodeParams::default();
+    let x = Tensor::cat(&f.images().iter().map(|im| f.our_inputs(im).0).collect::<Vec<_>>(), 0);
+    let (all, top) = (det.outputs_with(&x, None), det.outputs_with(&x, Some(p.per_class_top)));
+    let dec = det.decoder();
+    let mut cut = 0;
+    for i in 0..all.images {
+        let (a, b) = (dec.decode(&top, i, &p), dec.decode(&all, i, &p));
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        assert!(a == b, "image {i}: {} vs {} detections, first difference at {first:?}", a.len(), b.len());
+        cut += (1..all.classes).filter(|&c| all.candidates(i, c, p.min_score) > p.per_class_top).count();
+    }
+    assert!(cut > 0, "no class had more than {} candidates: the cut is not exercised", p.per_class_top);
+}
+
 #[test]
 fn results_do_not_depend_on_the_batch_and_no_training_state_leaks() {
     let f = fixture();
