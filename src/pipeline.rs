@@ -15,7 +15,7 @@ use crate::discover::{self, ImageJob};
 use crate::error::{ImageError, WeightsError};
 use crate::export;
 use crate::journal::{self, Journal};
-use crate::models::{BoxDecoder, ClassInfo, ClassProb, Classifier, Detector, DetectorOutput, Placement};
+use crate::models::{BoxDecoder, ClassInfo, ClassProb, Classifier, Detector, DetectorOutput, ModelCard, Placement};
 use crate::output;
 use crate::preprocess;
 use crate::report::{self, Class, Counts, Detection, ErrorEntry, ImageEntry, ModelInfo, Report, SkippedEntry, Timing};
@@ -582,7 +582,9 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
                 role: role.into(),
                 file: f.to_string_lossy().into_owned(),
                 sha256,
-                demo: cfg.demo_roles.contains(&role),
+                // A demo model given by path is still a demo model: its card says so.
+                demo: cfg.demo_roles.contains(&role)
+                    || ModelCard::for_weights(f).ok().flatten().is_some_and(|c| c.demo),
             });
         }
     }

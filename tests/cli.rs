@@ -77,6 +77,8 @@ fn mirrors_the_tree_survives_a_corrupt_file_and_never_walks_its_output() {
     assert_eq!(paths, vec!["a/img1.png", "b/broken.jpg", "b/deeper/x.png", "b/img1.png"]);
     assert_eq!(r["counts"]["ok"], 3);
     assert_eq!(r["counts"]["failed"], 1);
+    let models = r["models"].as_array().expect("models");
+    assert!(models.iter().all(|m| m["demo"] == false), "weights without a card are not demo models: {models:?}");
     let broken = &r["images"][1];
     assert_eq!(broken["error"]["kind"], "decode");
     assert!(broken["error"]["message"].as_str().expect("message").contains("broken.jpg"));

@@ -67,6 +67,9 @@ fn csv_coco_and_contact_sheet_files() {
     assert_eq!(code, 3, "one broken file");
     let images = report["images"].as_array().expect("images");
     assert_eq!(images.len(), 31);
+    // Demo models given by path are reported as demo models (their cards say so).
+    let models = report["models"].as_array().expect("models");
+    assert!(models.len() == 2 && models.iter().all(|m| m["demo"] == true), "{models:?}");
 
     // The contact sheet: the page, and one small JPEG thumbnail per annotated copy.
     let page = std::fs::read_to_string(out.join("index.html")).expect("index.html");
