@@ -158,6 +158,7 @@ pub fn to_detections(
     raw.iter()
         .filter(|d| d.score > threshold && keep_labels.is_none_or(|c| c.contains(&d.label)))
         .filter_map(|d| {
+            // Label L (1-based; 0 is background) is classes[L - 1].
             let class = d.label.checked_sub(1).and_then(|i| classes.get(i))?;
             Some(Detection {
                 label: class.name.clone(),

@@ -213,11 +213,6 @@ impl Detector {
         Ok(Detector { net, arch, classes, card, config, decoder, place, file: file.to_path_buf() })
     }
 
-    /// The class of label `label` (1-based).
-    pub fn class(&self, label: usize) -> Option<&ClassInfo> {
-        label.checked_sub(1).and_then(|i| self.classes.get(i))
-    }
-
     /// Forward pass in eval mode without autograd; outputs stay on the device, in fp32.
     fn forward(&self, input: &Tensor) -> (Tensor, Tensor) {
         let _guard = tch::no_grad_guard();
