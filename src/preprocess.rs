@@ -40,12 +40,18 @@ pub fn upload(img: &RgbImage, device: Device) -> Tensor {
         .unsqueeze(0)
 }
 
-/// uint8 → float /255 → ImageNet mean/std.
+/// uint8 → float /255 → ImageNet mean/std: the reference's `(x / 255 - mean) / std`, in place
+/// on the one float copy (the same operations in the same order, so the same floats, without
+/// three more image-sized buffers to allocate and page in).
 fn normalize(u8_img: &Tensor) -> Tensor {
     let device = u8_img.device();
     let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
     let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
-    (u8_img.to_kind(Kind::Float) / 255.0 - mean) / std
+    let mut x = u8_img.to_kind(Kind::Float);
+    let _ = x.g_div_scalar_(255.0);
+    let _ = x.g_sub_(&mean);
+    let _ = x.g_div_(&std);
+    x
 }
 
 /// Antialiased bilinear resize of a 1×3×H×W uint8 image to `h`×`w`, in uint8 arithmetic.
@@ -232,6 +238,18 @@ mod tests {
         assert_eq!(c.size(), vec![1, 3, 224, 224]);
         let v = c.double_value(&[0, 2, 0, 0]);
         assert!((v - (104.0 / 255.0 - 0.406) / 0.225).abs() < 1e-5, "{v}");
+    }
+
+    #[test]
+    fn in_place_normalisation_gives_the_reference_floats() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let px: Vec<u8> = (0..3 * 37 * 23).map(|_| rng.gen()).collect();
+        let u8_img = Tensor::from_slice(&px).view([1, 3, 37, 23]);
+        let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).view([1, 3, 1, 1]);
+        let std = Tensor::from_slice(&STD).to_kind(Kind::Float).view([1, 3, 1, 1]);
+        let reference = (u8_img.to_kind(Kind::Float) / 255.0 - mean) / std;
+        assert!(normalize(&u8_img).equal(&reference), "bit for bit");
     }
 
     #[test]
