@@ -32,4 +32,5 @@ pub mod sheet;
 pub mod synth;
 #[doc(hidden)]
 pub mod testutil;
+pub mod threads;
 pub mod train;

@@ -20,6 +20,7 @@ use crate::output;
 use crate::preprocess;
 use crate::report::{self, Class, Counts, Detection, ErrorEntry, ImageEntry, ModelInfo, Report, SkippedEntry, Timing};
 use crate::sheet;
+use crate::threads::{self, IntraOpThreads};
 use image::{ImageFormat, RgbImage};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -190,12 +191,7 @@ fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> 
 
 /// Runs the models on one batch. A libtorch failure (e.g. out of memory) fails the batch's
 /// images, not the run.
-fn infer_batch(
-    batch: Vec<(ImageJob, Result<Ready, ImageError>)>,
-    cfg: &Config,
-    models: &Models,
-    times: &StageTimes,
-) -> Vec<(ImageJob, Result<Inferred, ImageError>)> {
+fn infer_batch(batch: Prepared, cfg: &Config, models: &Models, times: &StageTimes) -> InferredBatch {
     let mut out = Vec::with_capacity(batch.len());
     let mut ready = Vec::with_capacity(batch.len());
     for (job, r) in batch {
@@ -218,6 +214,47 @@ fn infer_batch(
         }
     }
     out
+}
+
+type Prepared = Vec<(ImageJob, Result<Ready, ImageError>)>;
+type InferredBatch = Vec<(ImageJob, Result<Inferred, ImageError>)>;
+
+/// The inference thread: runs the models on each prepared batch and hands the results on, until
+/// the preparing side is done or the writing side has stopped (both channels close on return).
+/// On a CPU run it tunes the models' thread count as it goes ([`IntraOpThreads`]).
+fn infer_all(
+    prepared: crossbeam_channel::Receiver<Prepared>,
+    done: crossbeam_channel::Sender<InferredBatch>,
+    cfg: &Config,
+    models: &Models,
+    times: &StageTimes,
+) {
+    let mut trim = Trim::default();
+    let mut intra_op = (cfg.device == Device::Cpu).then(|| IntraOpThreads::new(cfg.threads));
+    loop {
+        let (t_wait, cpu_before) = (Instant::now(), process_cpu_s());
+        let Ok(batch) = prepared.recv() else { return };
+        let mut waited = t_wait.elapsed();
+        let t_models = Instant::now();
+        let inferred = infer_batch(batch, cfg, models, times);
+        let models_s = t_models.elapsed();
+        let t_send = Instant::now();
+        if done.send(inferred).is_err() {
+            return;
+        }
+        waited += t_send.elapsed();
+        if let Some(t) = intra_op.as_mut() {
+            let core_s = t_wait.elapsed().as_secs_f64() * cfg.threads as f64;
+            let cpu_share = match (cpu_before, process_cpu_s()) {
+                (Some(a), Some(b)) if core_s > 0.0 => (b - a) / core_s,
+                _ => 1.0,
+            };
+            if let Some(n) = t.after_batch(waited, models_s, cpu_share) {
+                tch::set_num_threads(n as i32);
+            }
+        }
+        trim.after_batch();
+    }
 }
 
 /// Runs the models on `ready`; when libtorch runs out of memory, retries the two halves
@@ -567,6 +604,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             if on_cpu {
                 lower_worker_priority();
             }
+            threads::torch_single_threaded();
         })
         .build()
         .map_err(|e| FatalError::Setup(e.to_string()))?;
@@ -652,8 +690,8 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
     let times = StageTimes::default();
     let box_context = BoxContext::new(&models);
     let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
-        let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Ready, ImageError>)>>(2);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<Vec<(ImageJob, Result<Inferred, ImageError>)>>(2);
+        let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Prepared>(2);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<InferredBatch>(2);
         let (pool, times) = (&pool, &times);
         let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
         let todo = &todo;
@@ -691,14 +729,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             }
             Ok(entries)
         });
-        let mut trim = Trim::default();
-        for batch in prep_rx {
-            if done_tx.send(infer_batch(batch, cfg, &models, times)).is_err() {
-                break;
-            }
-            trim.after_batch();
-        }
-        drop(done_tx);
+        infer_all(prep_rx, done_tx, cfg, &models, times);
         writer.join().map_err(|_| FatalError::Setup("the writer thread panicked".into()))?
     })?;
     let interrupted = observer.should_stop() && entries.len() < todo.len();

@@ -1,0 +1,183 @@
+//! How a CPU run shares its cores between libtorch's parallel regions and the workers.
+//!
+//! The workers (decoding, preprocessing, drawing, encoding) are `--threads` parallel threads, and
+//! the inference thread runs the models with libtorch's intra-op threads (OpenMP). Two things
+//! waste the cores if left alone:
+//! - a worker's own libtorch ops (the uint8 resize, normalising) open an OpenMP team of
+//!   `--threads` each, so `--threads` workers put `--threads`² busy threads on the cores;
+//! - when the workers are the bottleneck (small models, large images), a forward pass spread
+//!   over every core spends part of each core waiting at its barriers: CPU the workers need.
+//!   With the demo models on 2 cores the forward costs 14 ms of CPU per image on one thread and
+//!   23 ms on two (`detect --bench-forward --threads 1` / `2`).
+//!
+//! So each worker runs libtorch on its own thread only ([`torch_single_threaded`]), and
+//! [`IntraOpThreads`] lowers the models' thread count while the inference thread waits for
+//! the workers and raises it again when the models are what the run waits for.
+
+use std::time::Duration;
+
+/// Makes libtorch ops called on this thread run on this thread alone, leaving every other
+/// thread's count as it was.
+pub fn torch_single_threaded() {
+    // ATen sets a thread's OpenMP count from the process default on the thread's first call;
+    // make that call now, so that it cannot undo the setting below later.
+    let _ = tch::get_num_threads();
+    #[cfg(unix)]
+    // SAFETY: dlsym with RTLD_DEFAULT only looks a symbol up; `omp_set_num_threads` (OpenMP's
+    // C API, from the libgomp that libtorch loads) takes one int and sets the calling thread's
+    // count. `at::set_num_threads` is not used because it also changes the process default and
+    // MKL's global count, which the inference thread relies on.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"omp_set_num_threads".as_ptr());
+        if !f.is_null() {
+            let set: extern "C" fn(libc::c_int) = std::mem::transmute(f);
+            set(1);
+        }
+    }
+}
+
+/// The inference thread's intra-op thread count on a CPU run, adjusted after every batch from
+/// how long the thread waited (for the next prepared batch, or for room to hand its results on)
+/// against how long it ran the models, and from how busy the process kept the cores.
+///
+/// - Waiting more than 10% of the model time in 2 batches running: the workers are the
+///   bottleneck, so one thread fewer (not below 1). The forward pass gets slower, but it costs
+///   less CPU, and the workers get the difference.
+/// - Waiting under 2% in 4 batches running while the process used under 85% of its cores: the
+///   models are the bottleneck and there is CPU to spare, so one thread more (not above the
+///   maximum). Without spare CPU a thread more would only take it from the workers: measured
+///   with the demo models on 2 cores, 1 thread ran 120 ms per batch of 8 without waiting, and
+///   2 threads ran 80 ms but then waited 60–90 ms for the workers.
+///
+/// The first batch is not judged: its wait is the pipeline filling up.
+#[derive(Debug)]
+pub struct IntraOpThreads {
+    max: usize,
+    now: usize,
+    /// Consecutive batches that waited (negative) or did not (positive).
+    streak: i32,
+    judged: bool,
+}
+
+impl IntraOpThreads {
+    /// Starts at `max` (the run's `--threads`).
+    pub fn new(max: usize) -> IntraOpThreads {
+        let max = max.max(1);
+        IntraOpThreads { max, now: max, streak: 0, judged: false }
+    }
+
+    /// The current count.
+    pub fn now(&self) -> usize {
+        self.now
+    }
+
+    /// Records a batch: the time the inference thread `waited` and ran the `models`, and the
+    /// share of the run's cores the whole process used meanwhile (CPU time / (wall time ×
+    /// threads)). Returns the new count when it changes.
+    pub fn after_batch(&mut self, waited: Duration, models: Duration, cpu_share: f64) -> Option<usize> {
+        if !std::mem::replace(&mut self.judged, true) {
+            return None;
+        }
+        if waited * 10 > models {
+            self.streak = self.streak.min(0) - 1;
+            if self.streak <= -2 && self.now > 1 {
+                return Some(self.step(-1));
+            }
+        } else if waited * 50 < models && cpu_share < 0.85 {
+            self.streak = self.streak.max(0) + 1;
+            if self.streak >= 4 && self.now < self.max {
+                return Some(self.step(1));
+            }
+        } else {
+            self.streak = 0;
+        }
+        None
+    }
+
+    fn step(&mut self, by: isize) -> usize {
+        self.now = self.now.saturating_add_signed(by);
+        self.streak = 0;
+        self.now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    /// The process left half of its cores idle / kept them all busy.
+    const SPARE: f64 = 0.5;
+    const FULL: f64 = 0.98;
+
+    #[test]
+    fn fewer_threads_while_the_models_wait_more_while_they_hold_up_a_half_idle_run() {
+        let mut t = IntraOpThreads::new(4);
+        assert_eq!(t.after_batch(500 * MS, 100 * MS, FULL), None, "the first batch fills the pipeline");
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), None, "one batch is not a trend");
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(3));
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), None, "the streak starts again after a step");
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(2));
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), None);
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(1));
+        for _ in 0..10 {
+            assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), None, "never below one thread");
+        }
+        for _ in 0..3 {
+            assert_eq!(t.after_batch(MS, 100 * MS, SPARE), None);
+        }
+        assert_eq!(t.after_batch(MS, 100 * MS, SPARE), Some(2));
+        assert_eq!(t.now(), 2);
+    }
+
+    #[test]
+    fn no_thread_more_when_the_cores_are_already_busy() {
+        let mut t = IntraOpThreads::new(2);
+        t.after_batch(Duration::ZERO, 100 * MS, FULL);
+        t.after_batch(50 * MS, 100 * MS, FULL);
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(1));
+        for _ in 0..20 {
+            assert_eq!(
+                t.after_batch(Duration::ZERO, 100 * MS, FULL),
+                None,
+                "the models would take it from the workers"
+            );
+        }
+        for _ in 0..3 {
+            t.after_batch(Duration::ZERO, 100 * MS, SPARE);
+        }
+        assert_eq!(t.after_batch(Duration::ZERO, 100 * MS, SPARE), Some(2));
+    }
+
+    #[test]
+    fn a_wait_between_the_thresholds_resets_the_streak_and_the_count_stays_in_range() {
+        let mut t = IntraOpThreads::new(2);
+        t.after_batch(Duration::ZERO, 100 * MS, SPARE);
+        for _ in 0..20 {
+            assert_eq!(t.after_batch(Duration::ZERO, 100 * MS, SPARE), None, "never above the maximum");
+        }
+        t.after_batch(20 * MS, 100 * MS, SPARE);
+        assert_eq!(t.after_batch(5 * MS, 100 * MS, SPARE), None, "5% is neither waiting nor busy");
+        assert_eq!(t.after_batch(20 * MS, 100 * MS, SPARE), None, "so the streak of waits restarted");
+        assert_eq!(t.after_batch(20 * MS, 100 * MS, SPARE), Some(1));
+        assert_eq!(IntraOpThreads::new(0).now(), 1);
+    }
+
+    #[test]
+    fn single_threaded_torch_affects_the_calling_thread_only() {
+        tch::set_num_threads(2);
+        let here = tch::get_num_threads();
+        let worker = std::thread::spawn(|| {
+            torch_single_threaded();
+            // A parallel op after the call must not bring the default back.
+            let _ = tch::Tensor::ones([64, 1024], (tch::Kind::Float, tch::Device::Cpu)).sum(tch::Kind::Float);
+            tch::get_num_threads()
+        })
+        .join()
+        .expect("worker");
+        assert_eq!(worker, 1);
+        assert_eq!(tch::get_num_threads(), here, "the calling thread's count is untouched");
+        let other = std::thread::spawn(tch::get_num_threads).join().expect("other");
+        assert_eq!(other, 2, "a new thread still starts from the process default");
+    }
+}
