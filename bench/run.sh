@@ -9,9 +9,11 @@
 # Model sets: `official` = NVIDIA SSD300-ResNet50 + torchvision ResNet-18 (the parity reference's
 # random weights: same architectures and cost as the real ones), `demo` = models/demo.
 #
-# usage: bench/run.sh [N_IMAGES=200] [THREADS=all cores] [BATCH=8] [official|demo|both=both] [DEVICE=cpu]
+# usage: bench/run.sh [N_IMAGES=200] [THREADS=all cores] [BATCH=8] [official|demo|both=both] [DEVICE=cpu] [ROUNDS=1]
 # Prints images/s and peak RSS for each, the ratios boxwalk/Python and end-to-end/floor, and the
-# CPU time per image of both with the throughput ratio it allows on THREADS cores.
+# CPU time per image of both with the throughput ratio it allows on THREADS cores. With ROUNDS > 1
+# the three runs repeat, in alternating order, and each figure is the median over the rounds,
+# each ratio the median of the rounds' ratios (a shared VM drifts by 10-20% within minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
@@ -19,6 +21,7 @@ threads=${2:-$(nproc)}
 batch=${3:-8}
 sets=${4:-both}
 device=${5:-cpu}
+rounds=${6:-1}
 make -s build >/dev/null
 venv=$(scripts/venv.sh)
 py=$venv/bin/python
@@ -35,7 +38,7 @@ case $sets in
   official | demo) ;;
   *) echo "unknown model set $sets (official, demo or both)" >&2; exit 1 ;;
 esac
-echo "$n JPEGs ($((n - 4)) at 640x480, 4 at 4000x3000), $threads threads, batch $batch, $device"
+echo "$n JPEGs ($((n - 4)) at 640x480, 4 at 4000x3000), $threads threads, batch $batch, $device, $rounds round(s)"
 for set in $sets; do
   if [ "$set" = official ]; then
     det=$ref/ssd300.safetensors cls=$ref/resnet18.safetensors
@@ -43,29 +46,66 @@ for set in $sets; do
     det=models/demo/detector.safetensors cls=models/demo/classifier.safetensors
   fi
   common=(--device "$device" --threads "$threads" --batch-size "$batch" --detector-weights "$det" --classifier-weights "$cls")
-  rm -rf "$work/out-boxwalk" "$work/out-python"
-  "$bin" detect "$imgs" --out "$work/out-boxwalk" "${common[@]}" --format jpeg --quiet
-  floor=$("$bin" detect "$imgs" --out "$work/out-floor" "${common[@]}" --bench-forward)
-  pyout=$("$py" bench/python_pipeline.py "$imgs" "$work/out-python" --ssd "$det" --resnet "$cls" \
-    --threads "$threads" --batch-size "$batch")
-  "$py" - "$set" "$work/out-boxwalk/report.json" "$floor" "$pyout" "$threads" <<'PY'
-import json, sys
-name, report, floor, py = sys.argv[1], json.load(open(sys.argv[2])), json.loads(sys.argv[3]), json.loads(sys.argv[4])
-t = report["timing"]
-e2e = report["counts"]["processed"] / t["total_s"]
-print(f"[{name}]")
-print(f"  boxwalk end to end : {e2e:8.2f} images/s  peak RSS {report['peak_rss_mib']:6.0f} MiB"
+  results=$work/results-$set
+  rm -rf "$results" && mkdir -p "$results"
+  boxwalk() {
+    rm -rf "$work/out-boxwalk"
+    "$bin" detect "$imgs" --out "$work/out-boxwalk" "${common[@]}" --format jpeg --quiet
+    cp "$work/out-boxwalk/report.json" "$results/$1.boxwalk.json"
+  }
+  floor() {
+    "$bin" detect "$imgs" --out "$work/out-floor" "${common[@]}" --bench-forward >"$results/$1.floor.json"
+  }
+  python() {
+    rm -rf "$work/out-python"
+    "$py" bench/python_pipeline.py "$imgs" "$work/out-python" --ssd "$det" --resnet "$cls" \
+      --threads "$threads" --batch-size "$batch" >"$results/$1.python.json"
+  }
+  for ((r = 0; r < rounds; r++)); do
+    if ((r % 2 == 0)); then boxwalk $r; floor $r; python $r; else python $r; floor $r; boxwalk $r; fi
+  done
+  "$py" - "$set" "$results" "$threads" <<'PY'
+import json, os, statistics, sys
+name, results, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = {}
+for f in os.listdir(results):
+    r, what, _ = f.split(".")
+    runs.setdefault(int(r), {})[what] = json.load(open(os.path.join(results, f)))
+rounds = [runs[k] for k in sorted(runs)]
+
+
+def e2e(r):
+    return r["boxwalk"]["counts"]["processed"] / r["boxwalk"]["timing"]["total_s"]
+
+
+def cpu_per_image(r):
+    """boxwalk's, Python's CPU seconds per image (boxwalk's include hashing inputs and loading
+    models), and Python's wall seconds per image."""
+    b, p = r["boxwalk"], r["python"]
+    return b["timing"]["cpu_s"] / b["counts"]["processed"], p["cpu_s"] / p["images"], p["seconds"] / p["images"]
+
+
+def med(f):
+    return statistics.median(f(r) for r in rounds)
+
+
+last = rounds[-1]
+t = last["boxwalk"]["timing"]
+print(f"[{name}]" + (f"  (medians over {len(rounds)} rounds)" if len(rounds) > 1 else ""))
+print(f"  boxwalk end to end : {med(e2e):8.2f} images/s  peak RSS {med(lambda r: r['boxwalk']['peak_rss_mib']):6.0f} MiB"
       f"  (load {t['load_models_s']:.1f} s, inference {100 * t['inference_s'] / t['total_s']:.0f}% of wall time)")
-print(f"  boxwalk models only: {floor['images_per_s']:8.2f} images/s  (the floor, pre-decoded batches)")
-print(f"  python pipeline    : {py['images_per_s']:8.2f} images/s  peak RSS {py['peak_rss_mib']:6.0f} MiB")
-print(f"  boxwalk / python   : {e2e / py['images_per_s']:8.2f}x throughput")
-print(f"  end to end / floor : {floor['images_per_s'] / e2e:8.2f}x time")
-# CPU cost per image (boxwalk's includes hashing inputs and loading models). On C cores boxwalk
-# can at best run at C / (its CPU per image), so against Python's time per image its ratio is
-# bounded by C * (python s/image) / (boxwalk CPU s/image).
-n, threads = report["counts"]["processed"], int(sys.argv[5])
-ours, theirs, py_wall = t["cpu_s"] / n, py["cpu_s"] / py["images"], py["seconds"] / py["images"]
+print(f"  boxwalk models only: {med(lambda r: r['floor']['images_per_s']):8.2f} images/s  (the floor, pre-decoded batches)")
+print(f"  python pipeline    : {med(lambda r: r['python']['images_per_s']):8.2f} images/s"
+      f"  peak RSS {med(lambda r: r['python']['peak_rss_mib']):6.0f} MiB")
+if len(rounds) > 1:
+    print("  per round, boxwalk / python: " + ", ".join(f"{e2e(r) / r['python']['images_per_s']:.2f}" for r in rounds))
+print(f"  boxwalk / python   : {med(lambda r: e2e(r) / r['python']['images_per_s']):8.2f}x throughput")
+print(f"  end to end / floor : {med(lambda r: r['floor']['images_per_s'] / e2e(r)):8.2f}x time")
+# On C cores boxwalk can at best run at C / (its CPU per image), so against Python's time per
+# image its ratio is bounded by C * (python s/image) / (boxwalk CPU s/image).
+ours, theirs = med(lambda r: cpu_per_image(r)[0]), med(lambda r: cpu_per_image(r)[1])
+bound = med(lambda r: threads * cpu_per_image(r)[2] / cpu_per_image(r)[0])
 print(f"  CPU per image      : boxwalk {1000 * ours:6.1f} ms, python {1000 * theirs:6.1f} ms"
-      f"  (bound on {threads} threads: {threads * py_wall / ours:.2f}x python)")
+      f"  (bound on {threads} threads: {bound:.2f}x python)")
 PY
 done
