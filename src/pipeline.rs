@@ -189,9 +189,13 @@ fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> 
     })
 }
 
-/// Runs the models on one batch. A libtorch failure (e.g. out of memory) fails the batch's
-/// images, not the run.
-fn infer_batch(batch: Prepared, cfg: &Config, models: &Models, times: &StageTimes) -> InferredBatch {
+/// Runs the models on one batch with `run` (normally [`run_models_adaptive`]). A libtorch
+/// failure (e.g. out of memory) fails the batch's images, not the run.
+fn infer_batch(
+    batch: Prepared,
+    times: &StageTimes,
+    run: impl FnOnce(&[(ImageJob, Ready)]) -> Vec<Result<PerImage, String>>,
+) -> InferredBatch {
     let mut out = Vec::with_capacity(batch.len());
     let mut ready = Vec::with_capacity(batch.len());
     for (job, r) in batch {
@@ -203,7 +207,7 @@ fn infer_batch(batch: Prepared, cfg: &Config, models: &Models, times: &StageTime
     if ready.is_empty() {
         return out;
     }
-    let results = timed(&times.inference, || run_models_adaptive(&ready, cfg, models));
+    let results = timed(&times.inference, || run(&ready));
     for ((job, r), result) in ready.into_iter().zip(results) {
         match result {
             Ok(results) => out.push((job, Ok(Inferred { rgb: r.rgb, format: r.format, results }))),
@@ -221,7 +225,8 @@ type InferredBatch = Vec<(ImageJob, Result<Inferred, ImageError>)>;
 
 /// The inference thread: runs the models on each prepared batch and hands the results on, until
 /// the preparing side is done or the writing side has stopped (both channels close on return).
-/// On a CPU run it tunes the models' thread count as it goes ([`IntraOpThreads`]).
+/// On a CPU run it tunes the models' thread count as it goes ([`IntraOpThreads`]), using a count
+/// below `--threads` only where it gives the same outputs.
 fn infer_all(
     prepared: crossbeam_channel::Receiver<Prepared>,
     done: crossbeam_channel::Sender<InferredBatch>,
@@ -230,13 +235,27 @@ fn infer_all(
     times: &StageTimes,
 ) {
     let mut trim = Trim::default();
-    let mut intra_op = (cfg.device == Device::Cpu).then(|| IntraOpThreads::new(cfg.threads));
+    // Crop classification runs the classifier on batches of every size: left at --threads.
+    let mut intra_op = (cfg.device == Device::Cpu && !cfg.classify_crops)
+        .then(|| IntraOpThreads::starting_at(cfg.threads, injected_model_threads().unwrap_or(cfg.threads)));
+    if let Some(t) = &intra_op {
+        tch::set_num_threads(t.now() as i32);
+    }
     loop {
         let (t_wait, cpu_before) = (Instant::now(), process_cpu_s());
         let Ok(batch) = prepared.recv() else { return };
         let mut waited = t_wait.elapsed();
         let t_models = Instant::now();
-        let inferred = infer_batch(batch, cfg, models, times);
+        let inferred = infer_batch(batch, times, |ready| match intra_op.as_mut() {
+            Some(t) if t.needs_check(ready.len()) => {
+                let at_now = run_models_adaptive(ready, cfg, models);
+                tch::set_num_threads(t.max() as i32);
+                let at_max = run_models_adaptive(ready, cfg, models);
+                tch::set_num_threads(t.checked(ready.len(), at_now == at_max) as i32);
+                at_max
+            }
+            _ => run_models_adaptive(ready, cfg, models),
+        });
         let models_s = t_models.elapsed();
         let t_send = Instant::now();
         if done.send(inferred).is_err() {
@@ -255,6 +274,13 @@ fn infer_all(
         }
         trim.after_batch();
     }
+}
+
+/// Test hook: `BOXWALK_TEST_MODEL_THREADS=N` starts a CPU run's models at N threads instead of
+/// `--threads`, so that the check of lower counts can be tested without waiting for a run to
+/// need one.
+fn injected_model_threads() -> Option<usize> {
+    std::env::var("BOXWALK_TEST_MODEL_THREADS").ok().and_then(|v| v.parse().ok())
 }
 
 /// Runs the models on `ready`; when libtorch runs out of memory, retries the two halves
@@ -288,7 +314,7 @@ fn injected_oom_limit() -> Option<usize> {
 }
 
 /// The models' results for one image.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 struct PerImage {
     /// Above `--threshold`.
     detections: Option<Vec<Detection>>,
@@ -300,7 +326,7 @@ struct PerImage {
 }
 
 /// One image's share of a batch's detector outputs.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 struct PendingBoxes {
     output: Arc<DetectorOutput>,
     index: usize,

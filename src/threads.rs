@@ -13,7 +13,15 @@
 //! So each worker runs libtorch on its own thread only ([`torch_single_threaded`]), and
 //! [`IntraOpThreads`] lowers the models' thread count while the inference thread waits for
 //! the workers and raises it again when the models are what the run waits for.
+//!
+//! The thread count can change the floats: oneDNN picks its blocking by thread count, so the
+//! order of a convolution's sums may differ (SSD300-R50, batch 8: up to 1.8e-4 between 1 and 2
+//! threads; the ResNet-18s and the demo detector came out bit-identical). A run's results must
+//! not depend on timing, so a count below `--threads` is used only once a batch of the same size
+//! gave the very same outputs with it as with `--threads` ([`IntraOpThreads::needs_check`]); a
+//! count that did not becomes the floor.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// Makes libtorch ops called on this thread run on this thread alone, leaving every other
@@ -54,6 +62,10 @@ pub fn torch_single_threaded() {
 pub struct IntraOpThreads {
     max: usize,
     now: usize,
+    /// The lowest count allowed: above every count whose outputs differed from `max`'s.
+    floor: usize,
+    /// (count, batch size) pairs whose outputs equalled `max`'s.
+    same: HashSet<(usize, usize)>,
     /// Consecutive batches that waited (negative) or did not (positive).
     streak: i32,
     judged: bool,
@@ -62,12 +74,42 @@ pub struct IntraOpThreads {
 impl IntraOpThreads {
     /// Starts at `max` (the run's `--threads`).
     pub fn new(max: usize) -> IntraOpThreads {
+        IntraOpThreads::starting_at(max, max)
+    }
+
+    /// Starts at `now` (clamped to 1..=`max`) instead of `max`.
+    pub fn starting_at(max: usize, now: usize) -> IntraOpThreads {
         let max = max.max(1);
-        IntraOpThreads { max, now: max, streak: 0, judged: false }
+        IntraOpThreads { max, now: now.clamp(1, max), floor: 1, same: HashSet::new(), streak: 0, judged: false }
     }
 
     /// The current count.
     pub fn now(&self) -> usize {
+        self.now
+    }
+
+    /// The maximum (`--threads`): the count whose outputs are the run's.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Whether a batch of `batch` images must also run with [`max`](Self::max) threads, to check
+    /// that the current count gives the same outputs. Report the answer with
+    /// [`checked`](Self::checked), and use `max`'s outputs.
+    pub fn needs_check(&self, batch: usize) -> bool {
+        self.now < self.max && !self.same.contains(&(self.now, batch))
+    }
+
+    /// Records whether the current count gave `max`'s outputs on a batch of `batch` images. If it
+    /// did not, no count at or below it is used again; returns the count to use from now on.
+    pub fn checked(&mut self, batch: usize, same: bool) -> usize {
+        if same {
+            self.same.insert((self.now, batch));
+        } else {
+            self.floor = self.now + 1;
+            self.now = self.floor;
+            self.streak = 0;
+        }
         self.now
     }
 
@@ -80,7 +122,7 @@ impl IntraOpThreads {
         }
         if waited * 10 > models {
             self.streak = self.streak.min(0) - 1;
-            if self.streak <= -2 && self.now > 1 {
+            if self.streak <= -2 && self.now > self.floor {
                 return Some(self.step(-1));
             }
         } else if waited * 50 < models && cpu_share < 0.85 {
@@ -161,6 +203,30 @@ mod tests {
         assert_eq!(t.after_batch(20 * MS, 100 * MS, SPARE), None, "so the streak of waits restarted");
         assert_eq!(t.after_batch(20 * MS, 100 * MS, SPARE), Some(1));
         assert_eq!(IntraOpThreads::new(0).now(), 1);
+        assert_eq!(IntraOpThreads::starting_at(4, 9).now(), 4);
+    }
+
+    #[test]
+    fn a_lower_count_is_used_only_where_it_gave_the_maximums_outputs() {
+        let mut t = IntraOpThreads::new(3);
+        assert!(!t.needs_check(8), "the maximum is the reference itself");
+        t.after_batch(Duration::ZERO, 100 * MS, FULL);
+        t.after_batch(50 * MS, 100 * MS, FULL);
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(2));
+        assert!(t.needs_check(8));
+        assert_eq!(t.checked(8, true), 2);
+        assert!(!t.needs_check(8), "checked once per batch size");
+        assert!(t.needs_check(3), "a last, smaller batch is checked again");
+        t.after_batch(50 * MS, 100 * MS, FULL);
+        assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(1));
+        assert!(t.needs_check(8), "and so is every new count");
+        assert_eq!(t.checked(8, false), 2, "a count that changed the outputs is left at once");
+        for _ in 0..10 {
+            assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), None, "and never used again");
+        }
+        assert!(!t.needs_check(8));
+        assert_eq!(t.checked(3, false), 3, "a count can fail for another batch size too");
+        assert_eq!(t.now(), t.max());
     }
 
     #[test]

@@ -277,7 +277,9 @@ impl Detector {
     }
 }
 
-/// A batch's detector outputs on the CPU: offsets N×B×4 (box-major) and softmax scores.
+/// A batch's detector outputs on the CPU: offsets N×B×4 (box-major) and softmax scores. Equal
+/// when every float is.
+#[derive(PartialEq)]
 pub struct DetectorOutput {
     pub images: usize,
     pub classes: usize,
@@ -286,6 +288,7 @@ pub struct DetectorOutput {
     scores: Scores,
 }
 
+#[derive(PartialEq)]
 enum Scores {
     /// N×C×B (class-major, the network's layout).
     All(Vec<f32>),
