@@ -44,14 +44,30 @@ pub fn upload(img: &RgbImage, device: Device) -> Tensor {
 /// on the one float copy (the same operations in the same order, so the same floats, without
 /// three more image-sized buffers to allocate and page in).
 fn normalize(u8_img: &Tensor) -> Tensor {
-    let device = u8_img.device();
-    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
+    let (mean, std) = mean_std(u8_img.device());
     let mut x = u8_img.to_kind(Kind::Float);
     let _ = x.g_div_scalar_(255.0);
     let _ = x.g_sub_(&mean);
     let _ = x.g_div_(&std);
     x
+}
+
+thread_local! {
+    /// [`MEAN`] and [`STD`] as 1×3×1×1 float tensors, per device.
+    static MEAN_STD: RefCell<HashMap<Device, (Tensor, Tensor)>> = RefCell::new(HashMap::new());
+}
+
+/// [`MEAN`] and [`STD`] on `device`, uploaded once per thread: on a GPU every upload from
+/// ordinary memory waits for the work queued before it, the forward pass included.
+fn mean_std(device: Device) -> (Tensor, Tensor) {
+    MEAN_STD.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (mean, std) = cache.entry(device).or_insert_with(|| {
+            let t = |v: &[f64]| Tensor::from_slice(v).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
+            (t(&MEAN), t(&STD))
+        });
+        (mean.shallow_clone(), std.shallow_clone())
+    })
 }
 
 /// Antialiased bilinear resize of a 1×3×H×W uint8 image to `h`×`w`, in uint8 arithmetic.
