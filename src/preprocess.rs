@@ -13,8 +13,9 @@
 //! fixed-point weights, horizontal then vertical pass, each rounded to uint8). It agrees with
 //! PIL's own resize within one level (checked by the reference generator). On the CPU boxwalk calls
 //! that kernel; on other devices, which have no uint8 kernel, [`resize_u8_separable`] computes
-//! the same integers with two exact float64 matrix products, so a GPU run sees the very inputs a
-//! CPU run sees.
+//! the same integers with two exact float64 matrix products, so a GPU run sees the very pixels a
+//! CPU run sees (normalised, they can differ in the last bit: CUDA divides by a scalar through its
+//! reciprocal).
 
 use image::RgbImage;
 use std::cell::RefCell;
