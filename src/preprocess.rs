@@ -35,10 +35,22 @@ pub const CROP: i64 = 224;
 /// is the layout libtorch's vectorised uint8 resize reads).
 pub fn upload(img: &RgbImage, device: Device) -> Tensor {
     let (w, h) = img.dimensions();
-    Tensor::from_data_size(img.as_raw(), &[i64::from(h), i64::from(w), 3], Kind::Uint8)
-        .to_device(device)
-        .permute([2, 0, 1])
-        .unsqueeze(0)
+    let pixels = Tensor::from_data_size(img.as_raw(), &[i64::from(h), i64::from(w), 3], Kind::Uint8);
+    let on_device = if device == Device::Cpu { pixels } else { upload_without_waiting(&pixels, device) };
+    on_device.permute([2, 0, 1]).unsqueeze(0)
+}
+
+/// Copies a CPU tensor to an accelerator through page-locked memory, so that the copy is queued
+/// instead of waited for. A copy from ordinary memory first synchronises the stream: the worker
+/// would wait for every forward pass the inference thread has queued, and the device would then
+/// wait for the workers. libtorch keeps the page-locked block until the copy is done. Where memory
+/// cannot be page-locked, the ordinary copy.
+fn upload_without_waiting(t: &Tensor, device: Device) -> Tensor {
+    // `_pin_memory`: `pin_memory` with a device argument prints a deprecation warning every call.
+    match t.f_internal_pin_memory(device) {
+        Ok(pinned) => pinned.to_device_(device, pinned.kind(), true, false),
+        Err(_) => t.to_device(device),
+    }
 }
 
 /// uint8 → float /255 → ImageNet mean/std: the reference's `(x / 255 - mean) / std`, in place
