@@ -48,21 +48,21 @@ for set in $sets; do
   common=(--device "$device" --threads "$threads" --batch-size "$batch" --detector-weights "$det" --classifier-weights "$cls")
   results=$work/results-$set
   rm -rf "$results" && mkdir -p "$results"
-  boxwalk() {
+  run_boxwalk() {
     rm -rf "$work/out-boxwalk"
     "$bin" detect "$imgs" --out "$work/out-boxwalk" "${common[@]}" --format jpeg --quiet
     cp "$work/out-boxwalk/report.json" "$results/$1.boxwalk.json"
   }
-  floor() {
+  run_floor() {
     "$bin" detect "$imgs" --out "$work/out-floor" "${common[@]}" --bench-forward >"$results/$1.floor.json"
   }
-  python() {
+  run_python() {
     rm -rf "$work/out-python"
     "$py" bench/python_pipeline.py "$imgs" "$work/out-python" --ssd "$det" --resnet "$cls" \
       --threads "$threads" --batch-size "$batch" >"$results/$1.python.json"
   }
   for ((r = 0; r < rounds; r++)); do
-    if ((r % 2 == 0)); then boxwalk $r; floor $r; python $r; else python $r; floor $r; boxwalk $r; fi
+    if ((r % 2 == 0)); then run_boxwalk $r; run_floor $r; run_python $r; else run_python $r; run_floor $r; run_boxwalk $r; fi
   done
   "$py" - "$set" "$results" "$threads" <<'PY'
 import json, os, statistics, sys

@@ -12,7 +12,7 @@
 //!
 //! So each worker runs libtorch on its own thread only ([`torch_single_threaded`]), and
 //! [`IntraOpThreads`] lowers the models' thread count while the inference thread waits for
-//! the workers and raises it again when the models are what the run waits for.
+//! the workers and raises it again when the models hold up a run that leaves cores idle.
 //!
 //! The thread count can change the floats: oneDNN picks its blocking by thread count, so the
 //! order of a convolution's sums may differ (SSD300-R50, batch 8: up to 1.8e-4 between 1 and 2
