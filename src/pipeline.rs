@@ -242,7 +242,8 @@ fn infer_all(
         tch::set_num_threads(t.now() as i32);
     }
     loop {
-        let (t_wait, cpu_before) = (Instant::now(), process_cpu_s());
+        // Only the thread-count controller reads the CPU time (a system call per batch).
+        let (t_wait, cpu_before) = (Instant::now(), intra_op.as_ref().and_then(|_| process_cpu_s()));
         let Ok(batch) = prepared.recv() else { return };
         let mut waited = t_wait.elapsed();
         let t_models = Instant::now();
@@ -905,7 +906,6 @@ fn current_rss_mib() -> Option<f64> {
     Some(pages * page.max(1) as f64 / (1024.0 * 1024.0))
 }
 
-/// Peak resident set size of this process so far (`VmHWM`), in MiB; `None` off Linux.
 /// User + system CPU seconds of this process so far (all threads).
 pub fn process_cpu_s() -> Option<f64> {
     // SAFETY: getrusage fills the struct we pass and touches nothing else.
@@ -917,6 +917,7 @@ pub fn process_cpu_s() -> Option<f64> {
     Some(secs(usage.ru_utime) + secs(usage.ru_stime))
 }
 
+/// Peak resident set size of this process so far (`VmHWM`), in MiB; `None` off Linux.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
