@@ -107,7 +107,13 @@ impl Residual {
             Some(d) => d.run(x),
             None => x.shallow_clone(),
         };
-        (y + short).relu_()
+        if y.device() == Device::Cpu {
+            // One pass into the convolution's own output instead of a new sum and a second pass
+            // (the same values: adding and clamping are exact). libtorch has it on the CPU only.
+            y.internal_add_relu_(&short)
+        } else {
+            (y + short).relu_()
+        }
     }
 }
 
