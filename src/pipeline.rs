@@ -183,8 +183,8 @@ struct Wanted {
 fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> Result<Ready, ImageError> {
     let decoded = timed(&times.decode, || decode::decode_file(&job.source, &cfg.limits))?;
     timed(&times.preprocess, || {
-        let u8_img = preprocess::upload(&decoded.rgb, cfg.device);
-        let (det_input, cls_input) = preprocess::inputs(&u8_img, wanted.detector, wanted.classifier);
+        let (det_input, cls_input) =
+            preprocess::image_inputs(&decoded.rgb, cfg.device, wanted.detector, wanted.classifier);
         Ok(Ready { rgb: decoded.rgb, format: decoded.format, det_input, cls_input })
     })
 }

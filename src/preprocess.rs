@@ -32,12 +32,41 @@ pub const RESIZE_SHORT: i64 = 256;
 pub const CROP: i64 = 224;
 
 /// Uploads an RGB image as a 1×3×H×W uint8 tensor on `device` (channels-last in memory, which
-/// is the layout libtorch's vectorised uint8 resize reads).
+/// is the layout libtorch's vectorised uint8 resize reads). On the CPU the tensor owns a copy of
+/// the pixels; [`image_inputs`] and [`resize_rgb`] read them in place instead.
 pub fn upload(img: &RgbImage, device: Device) -> Tensor {
+    let on_device = if device == Device::Cpu {
+        let (w, h) = img.dimensions();
+        Tensor::from_data_size(img.as_raw(), &[i64::from(h), i64::from(w), 3], Kind::Uint8)
+    } else {
+        // Complies with `with_pixels`: the page-locked (or device) copy is new memory, and the
+        // queued copy reads that, not the view.
+        with_pixels(img, |hwc| upload_without_waiting(hwc, device))
+    };
+    nchw(&on_device)
+}
+
+/// H×W×3 → 1×3×H×W, a view (so channels-last in memory).
+fn nchw(hwc: &Tensor) -> Tensor {
+    hwc.permute([2, 0, 1]).unsqueeze(0)
+}
+
+/// Runs `f` on `img`'s pixels as an H×W×3 uint8 CPU tensor that borrows them: no copy of a
+/// photo that may be 12 MP before the resize reads it.
+///
+/// The view must not outlive `img`, so `f` may return only what libtorch computed into new
+/// memory (a resized image, a kind conversion, a copy on another device or into a `Vec`), never
+/// the view or a view of it. Every caller is in this module, and each says why it complies.
+fn with_pixels<R>(img: &RgbImage, f: impl FnOnce(&Tensor) -> R) -> R {
     let (w, h) = img.dimensions();
-    let pixels = Tensor::from_data_size(img.as_raw(), &[i64::from(h), i64::from(w), 3], Kind::Uint8);
-    let on_device = if device == Device::Cpu { pixels } else { upload_without_waiting(&pixels, device) };
-    on_device.permute([2, 0, 1]).unsqueeze(0)
+    let raw = img.as_raw();
+    // SAFETY: `raw` holds h*w*3 initialised bytes, row-major H×W×3 (`RgbImage`'s layout, the
+    // default strides for that shape), and outlives `view`, which is dropped when this returns
+    // (the contract above keeps `f` from returning it). libtorch only reads it: nothing here
+    // writes to, or resizes, its input.
+    let view =
+        unsafe { Tensor::from_blob(raw.as_ptr(), &[i64::from(h), i64::from(w), 3], &[], Kind::Uint8, Device::Cpu) };
+    f(&view)
 }
 
 /// Copies a CPU tensor to an accelerator through page-locked memory, so that the copy is queued
@@ -186,11 +215,13 @@ pub fn aa_weights(from: usize, to: usize) -> (Vec<f64>, u32) {
 /// An RGB image resized to `w`×`h` with the same uint8 kernel on the CPU (for thumbnails: an
 /// order of magnitude faster than `image`'s resamplers on large photos).
 pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    let out = resize_u8(&upload(img, Device::Cpu), i64::from(h), i64::from(w));
-    let hwc = out.squeeze_dim(0).permute([1, 2, 0]).contiguous();
     let n = w as usize * h as usize * 3;
     let mut raw = vec![0u8; n];
-    hwc.copy_data(&mut raw, n);
+    // Complies with `with_pixels`: the result is copied out into `raw`.
+    with_pixels(img, |hwc| {
+        let out = resize_u8(&nchw(hwc), i64::from(h), i64::from(w));
+        out.squeeze_dim(0).permute([1, 2, 0]).contiguous().copy_data(&mut raw, n);
+    });
     RgbImage::from_raw(w, h, raw).expect("w*h*3 bytes")
 }
 
@@ -203,6 +234,23 @@ pub fn detector_input(u8_img: &Tensor) -> Tensor {
 /// Both network inputs from one upload.
 pub fn inputs(u8_img: &Tensor, detector: bool, classifier: bool) -> (Option<Tensor>, Option<Tensor>) {
     (detector.then(|| detector_input(u8_img)), classifier.then(|| classifier_input(u8_img)))
+}
+
+/// Both network inputs of `img` on `device`. On the CPU the resizes read the image's own pixels;
+/// elsewhere the image is uploaded once.
+pub fn image_inputs(
+    img: &RgbImage,
+    device: Device,
+    detector: bool,
+    classifier: bool,
+) -> (Option<Tensor>, Option<Tensor>) {
+    if device == Device::Cpu {
+        // Complies with `with_pixels`: both inputs end in `normalize`'s conversion to float,
+        // which always allocates (even where a resize or the crop returned a view).
+        with_pixels(img, |hwc| inputs(&nchw(hwc), detector, classifier))
+    } else {
+        inputs(&upload(img, device), detector, classifier)
+    }
 }
 
 /// torchvision's resize target for `[256]`: the short side becomes 256, the long side
@@ -343,6 +391,27 @@ mod tests {
         assert_eq!(t.get_pixel(90, 3).0, [0, 0, 255]);
         let mid = t.get_pixel(50, 12).0; // straddles the edge
         assert!(mid[0] > 0 && mid[2] > 0, "{mid:?}");
+    }
+
+    /// Reading the pixels in place gives the inputs of an owned upload, and nothing returned
+    /// still points at the image: overwriting it afterwards changes no input. The sizes include
+    /// the ones where a resize has nothing to do (300×300; a 256 short side, then the crop).
+    #[test]
+    fn inputs_read_in_place_equal_an_upload_and_outlive_the_image() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for (w, h) in [(300, 300), (256, 300), (341, 256), (37, 23)] {
+            let mut img = RgbImage::from_fn(w, h, |_, _| image::Rgb(rng.gen()));
+            let (det, cls) = image_inputs(&img, Device::Cpu, true, true);
+            let (det, cls) = (det.expect("asked for"), cls.expect("asked for"));
+            let thumb = resize_rgb(&img, w, h);
+            let (want_det, want_cls) = inputs(&upload(&img, Device::Cpu), true, true);
+            let want_thumb = img.clone();
+            img.pixels_mut().for_each(|p| p.0 = [0, 255, 0]);
+            assert!(det.equal(&want_det.expect("asked for")), "{w}x{h}: detector input");
+            assert!(cls.equal(&want_cls.expect("asked for")), "{w}x{h}: classifier input");
+            assert_eq!(thumb, want_thumb, "{w}x{h}: a same-size resize is the image");
+        }
     }
 
     #[test]

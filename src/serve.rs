@@ -149,8 +149,7 @@ fn detect(mut req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
         Err(e) => return json_error(req, 422, &e.to_string()),
     };
     let (width, height) = decoded.rgb.dimensions();
-    let u8_img = preprocess::upload(&decoded.rgb, opts.device);
-    let (Some(det), Some(cls)) = preprocess::inputs(&u8_img, true, true) else {
+    let (Some(det), Some(cls)) = preprocess::image_inputs(&decoded.rgb, opts.device, true, true) else {
         return json_error(req, 500, "preprocessing failed");
     };
     let (reply, answer) = bounded(1);
