@@ -32,5 +32,6 @@ pub mod sheet;
 pub mod synth;
 #[doc(hidden)]
 pub mod testutil;
+pub mod tf32;
 pub mod threads;
 pub mod train;

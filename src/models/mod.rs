@@ -100,7 +100,8 @@ pub fn load_strict(vs: &mut nn::VarStore, file: &Path, model: &str) -> Result<()
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
     pub device: Device,
-    /// fp16 compute (CUDA only), BatchNorm kept fp32.
+    /// fp16 compute (CUDA only): BatchNorm folded in fp32, then every weight cast to fp16.
+    /// Without it a GPU computes in IEEE fp32 ([`crate::tf32`]).
     pub half: bool,
 }
 
@@ -115,6 +116,17 @@ impl Placement {
     }
 }
 
+/// Switches TF32 off for the process ([`crate::tf32`]), once; warns once if this libtorch lacks
+/// the switches.
+fn gpu_fp32_is_ieee() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        if !crate::tf32::ieee_fp32() {
+            eprintln!("boxwalk: warning: cannot switch TF32 off in this libtorch: fp32 on the GPU may round like TF32");
+        }
+    });
+}
+
 /// Builds a model in a fresh CPU `VarStore`, loads `file` strictly, freezes it, and turns the
 /// variables into the inference form `freeze` makes (on the placement's device and kind).
 fn build<M, F>(
@@ -124,6 +136,9 @@ fn build<M, F>(
     make: impl FnOnce(&nn::Path) -> M,
     freeze: impl FnOnce(&frozen::Vars, frozen::Target) -> F,
 ) -> Result<F, WeightsError> {
+    if place.device != Device::Cpu {
+        gpu_fp32_is_ieee();
+    }
     let mut vs = nn::VarStore::new(Device::Cpu);
     let _net = make(&vs.root());
     load_strict(&mut vs, file, model)?;
