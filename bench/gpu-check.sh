@@ -4,9 +4,10 @@
 #   1. parity on the device: the Python reference's CPU results (tests/reference, generated here
 #      with the same seeds) against boxwalk on CUDA in fp32, within 1e-3;
 #   2. fp16: every fp32 detection scoring >= 0.3 matched by a --half detection at IoU >= 0.95;
-#   3. throughput: end to end (annotated JPEGs + report) and the models-only floor on N 640×480
-#      JPEGs (plus 4 at 4000×3000) at batch 1, 8, 32, 64, with and without --half, with the GPU's
-#      mean utilisation (nvidia-smi) during each end-to-end run;
+#   3. throughput: end to end (annotated JPEGs + report; the whole run, and after model loading)
+#      and the models-only floor on N 640×480 JPEGs (plus 4 at 4000×3000) at batch 1, 8, 32, 64,
+#      with and without --half, with the GPU's mean utilisation (nvidia-smi) during each end-to-end
+#      run;
 #   4. the demo models end to end on all the machine's CPU cores against the Python pipeline
 #      (bench/run.sh's comparison, at a core count the build machines do not have).
 #

@@ -71,7 +71,7 @@ mod tests {
     const TF32: i32 = 2; // Float32Precision::TF32
 
     /// The switches are global flags, readable on a machine without a GPU: cuDNN convolutions
-    /// start at TF32 (libtorch's default), and end below it.
+    /// start at TF32 (libtorch's default) and are not TF32 afterwards.
     #[test]
     fn gpu_fp32_is_switched_from_tf32_to_ieee() {
         let _ = tch::get_num_threads(); // libtorch is loaded
