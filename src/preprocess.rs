@@ -35,15 +35,9 @@ pub const CROP: i64 = 224;
 /// is the layout libtorch's vectorised uint8 resize reads). On the CPU the tensor owns a copy of
 /// the pixels; [`image_inputs`] and [`resize_rgb`] read them in place instead.
 pub fn upload(img: &RgbImage, device: Device) -> Tensor {
-    let on_device = if device == Device::Cpu {
-        let (w, h) = img.dimensions();
-        Tensor::from_data_size(img.as_raw(), &[i64::from(h), i64::from(w), 3], Kind::Uint8)
-    } else {
-        // Complies with `with_pixels`: the page-locked (or device) copy is new memory, and the
-        // queued copy reads that, not the view.
-        with_pixels(img, |hwc| upload_without_waiting(hwc, device))
-    };
-    nchw(&on_device)
+    // Complies with `with_pixels`: a CPU copy, or a page-locked (or device) one, is new memory,
+    // and the queued copy to the device reads that, not the view.
+    nchw(&with_pixels(img, |hwc| if device == Device::Cpu { hwc.copy() } else { upload_without_waiting(hwc, device) }))
 }
 
 /// H×W×3 → 1×3×H×W, a view (so channels-last in memory).
