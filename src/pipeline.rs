@@ -241,6 +241,12 @@ fn infer_all(
     if let Some(t) = &intra_op {
         tch::set_num_threads(t.now() as i32);
     }
+    if cfg.device != Device::Cpu {
+        // The models run on the device; this thread's CPU ops (copying the outputs back) are too
+        // small to share, and every OpenMP team they opened spun 15 cores after it on a 16-core
+        // GPU machine (10 cores busy at any batch size, half of it spinning).
+        threads::torch_single_threaded();
+    }
     loop {
         // Only the thread-count controller reads the CPU time (a system call per batch).
         let (t_wait, cpu_before) = (Instant::now(), intra_op.as_ref().and_then(|_| process_cpu_s()));
@@ -587,6 +593,10 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
         .map_err(|e| FatalError::Setup(e.to_string()))?;
     tch::set_num_threads(cfg.threads as i32);
     let models = load_models(cfg)?;
+    if cfg.device != Device::Cpu {
+        // As on a run's inference thread (`infer_all`).
+        threads::torch_single_threaded();
+    }
     let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
     let times = StageTimes::default();
     let ready: Vec<(ImageJob, Ready)> = pool.install(|| {
