@@ -49,8 +49,9 @@ pub fn torch_single_threaded() {
 /// against how long it ran the models, and from how busy the process kept the cores.
 ///
 /// - Waiting more than 10% of the model time in 2 batches running: the workers are the
-///   bottleneck, so one thread fewer (not below 1). The forward pass gets slower, but it costs
-///   less CPU, and the workers get the difference.
+///   bottleneck, so fewer threads (not below 1): at least one fewer, and down to the count that
+///   would fill the wait if the forward pass scaled perfectly. The forward pass gets slower, but
+///   it costs less CPU, and the workers get the difference.
 /// - Waiting under 2% in 4 batches running while the process used under 85% of its cores: the
 ///   models are the bottleneck and there is CPU to spare, so one thread more (not above the
 ///   maximum). Without spare CPU a thread more would only take it from the workers: measured
@@ -123,7 +124,12 @@ impl IntraOpThreads {
         if waited * 10 > models {
             self.streak = self.streak.min(0) - 1;
             if self.streak <= -2 && self.now > self.floor {
-                return Some(self.step(-1));
+                // Time the models could take without holding up the workers, scaled as if the
+                // forward pass scaled perfectly with threads (it scales worse, so this keeps more
+                // than needed): 16 cores of small models go to 2 at once instead of one by one.
+                let share = models.as_secs_f64() / (models + waited).as_secs_f64();
+                let to = ((self.now as f64 * share).ceil() as usize).clamp(self.floor, self.now - 1);
+                return Some(self.step(to as isize - self.now as isize));
             }
         } else if waited * 50 < models && cpu_share < 0.85 {
             self.streak = self.streak.max(0) + 1;
@@ -170,6 +176,19 @@ mod tests {
         }
         assert_eq!(t.after_batch(MS, 100 * MS, SPARE), Some(2));
         assert_eq!(t.now(), 2);
+    }
+
+    #[test]
+    fn a_long_wait_drops_many_threads_at_once_never_below_the_floor() {
+        let mut t = IntraOpThreads::new(16);
+        t.after_batch(Duration::ZERO, 10 * MS, FULL);
+        assert_eq!(t.after_batch(100 * MS, 10 * MS, FULL), None);
+        // 16 threads busy 10 of every 110 ms: ceil(16 * 10 / 110) = 2.
+        assert_eq!(t.after_batch(100 * MS, 10 * MS, FULL), Some(2));
+        assert_eq!(t.checked(8, false), 3, "2 threads changed the outputs");
+        t.after_batch(100 * MS, 10 * MS, FULL);
+        assert_eq!(t.after_batch(100 * MS, 10 * MS, FULL), None, "3 is the floor now");
+        assert_eq!(t.now(), 3);
     }
 
     #[test]
