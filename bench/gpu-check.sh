@@ -3,11 +3,14 @@
 # torchvision 0.26, numpy, pillow and safetensors (no cargo needed: carry target/release/boxwalk).
 #   1. parity on the device: the Python reference's CPU results (tests/reference, generated here
 #      with the same seeds) against boxwalk on CUDA in fp32, within 1e-3;
-#   2. fp16 against fp32: every fp32 detection scoring >= 0.3 matched by a --half detection at
-#      IoU >= 0.95, with the trained demo models on 400 of the benchmark images. The official
-#      architectures' random reference weights leave near-ties that any rounding reorders (a
-#      relative perturbation of 3e-4 on the CPU already unmatched 2 of 516), so there 90% must
-#      match: a broken fp16 path matches next to none;
+#   2. fp16 against fp32: fp32 detections scoring >= 0.3 matched by a --half detection at
+#      IoU >= 0.95, with the trained demo models on 400 of the benchmark images: 99% of them, and
+#      every other one a tie (an fp16 box of the same object scoring within 0.01: where two
+#      boxes' scores differ by about fp16's rounding, NMS may keep the other; seen on the H200,
+#      1 of 1568, with fp32 scores 0.3886 and 0.3875 at IoU 0.92 in the Python reference). The
+#      official architectures' random reference weights leave many such near-ties (a relative
+#      perturbation of 3e-4 on the CPU already unmatched 2 of 516), so there 90% must match: a
+#      broken fp16 path matches next to none;
 #   3. throughput: end to end (annotated JPEGs + report; the whole run, and after model loading)
 #      and the models-only floor on N 640×480 JPEGs (plus 4 at 4000×3000) at batch 1, 8, 32, 64,
 #      with and without --half, with the GPU's mean utilisation (nvidia-smi) during each end-to-end
@@ -65,21 +68,22 @@ find "$imgs" -name '*.jpg' | sort | head -400 | xargs -I{} ln {} "$few/"
 
 if [ "$dev" = cuda ]; then
   echo "== 2. fp16 against fp32 on $dev"
-  # half NAME IMAGES MIN_SHARE WEIGHTS...: fp32 and --half runs compared by gpu_check.py half.
+  # half NAME IMAGES MIN_MATCHED MIN_MATCHED_OR_TIED WEIGHTS...: fp32 and --half runs compared
+  # by gpu_check.py half.
   half() {
-    local name=$1 images=$2 share=$3
-    shift 3
+    local name=$1 images=$2 matched=$3 or_tied=$4
+    shift 4
     rm -rf "$work/$name-32" "$work/$name-16"
     "$bin" detect "$images" --out "$work/$name-32" --device "$dev" --batch-size 8 --threshold 0.25 "$@" --quiet \
       --format jpeg || fail "detect, $name"
     "$bin" detect "$images" --out "$work/$name-16" --device "$dev" --half --batch-size 8 --threshold 0.25 "$@" \
       --quiet --format jpeg || fail "detect --half, $name"
     echo -n "$name: "
-    "$py" bench/gpu_check.py half "$work/$name-32/report.json" "$work/$name-16/report.json" "$share" \
+    "$py" bench/gpu_check.py half "$work/$name-32/report.json" "$work/$name-16/report.json" "$matched" "$or_tied" \
       || fail "fp16 against fp32, $name"
   }
-  half demo "$few" 1.0 "${demo[@]}"
-  half official-random "$ref/images" 0.9 "${weights[@]}"
+  half demo "$few" 0.99 1.0 "${demo[@]}"
+  half official-random "$ref/images" 0.9 0.9 "${weights[@]}"
 fi
 
 echo "== 3. throughput on $dev: $n JPEGs, SSD300-R50 + ResNet-18, annotated JPEG output"
