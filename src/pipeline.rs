@@ -1,7 +1,8 @@
 //! Wires the stages of a `detect` run:
 //!
 //! discover → (rayon) decode + preprocess → [bounded channel] → inference thread (owns the models
-//! and the device) → [bounded channel] → (rayon) annotate + encode + atomic write → report.
+//! and the device) → [bounded channel] → (rayon) annotate + encode + atomic write → [bounded
+//! channel] → recorder (fsync, journal, progress) → report.
 //!
 //! Channels hold at most two batches each, so memory stays bounded however many images there
 //! are. A failed image becomes an error entry and the run goes on; results are sorted by path, so
@@ -27,7 +28,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 
 /// Why a run could not go on at all.
@@ -70,13 +71,22 @@ struct StageTimes {
     boxes: AtomicU64,
     annotate: AtomicU64,
     write: AtomicU64,
+    sync: AtomicU64,
+    /// The inference thread waiting for the next prepared batch.
+    wait_for_input: AtomicU64,
+    /// The inference thread waiting to hand its results to the writer.
+    wait_for_output: AtomicU64,
 }
 
 fn timed<T>(slot: &AtomicU64, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
     let r = f();
-    slot.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    add(slot, t.elapsed());
     r
+}
+
+fn add(slot: &AtomicU64, d: Duration) {
+    slot.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
 }
 
 fn secs(slot: &AtomicU64) -> f64 {
@@ -252,6 +262,7 @@ fn infer_all(
         let (t_wait, cpu_before) = (Instant::now(), intra_op.as_ref().and_then(|_| process_cpu_s()));
         let Ok(batch) = prepared.recv() else { return };
         let mut waited = t_wait.elapsed();
+        add(&times.wait_for_input, waited);
         let t_models = Instant::now();
         let inferred = infer_batch(batch, times, |ready| match intra_op.as_mut() {
             Some(t) if t.needs_check(ready.len()) => {
@@ -268,7 +279,9 @@ fn infer_all(
         if done.send(inferred).is_err() {
             return;
         }
-        waited += t_send.elapsed();
+        let handing_on = t_send.elapsed();
+        add(&times.wait_for_output, handing_on);
+        waited += handing_on;
         if let Some(t) = intra_op.as_mut() {
             let core_s = t_wait.elapsed().as_secs_f64() * cfg.threads as f64;
             let cpu_share = match (cpu_before, process_cpu_s()) {
@@ -745,19 +758,30 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
                 }
             }
         });
-        let journal = &mut journal;
-        let writer = s.spawn(move || -> Result<Vec<ImageEntry>, FatalError> {
-            let mut entries = Vec::new();
+        // The writer draws and encodes a batch while the recorder waits for the previous one to
+        // reach the disk: fsync latency (a network share, a VM's disk) does not hold up the
+        // workers.
+        let (written_tx, written_rx) = crossbeam_channel::bounded::<Vec<ImageEntry>>(2);
+        s.spawn(move || {
             for batch in done_rx {
-                let mut written: Vec<ImageEntry> =
+                let written: Vec<ImageEntry> =
                     pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, boxes, cfg, times)).collect());
+                if written_tx.send(written).is_err() {
+                    break;
+                }
+            }
+        });
+        let journal = &mut journal;
+        let recorder = s.spawn(move || -> Result<Vec<ImageEntry>, FatalError> {
+            let mut entries = Vec::new();
+            for mut written in written_rx {
                 // The journal line is the record that an output is done: its data first.
-                sync_outputs(&mut written, cfg);
+                timed(&times.sync, || sync_outputs(&mut written, cfg));
                 for e in &written {
                     observer.finished(e);
                 }
                 if let Some(j) = journal.as_mut() {
-                    j.append(&written).map_err(|e| FatalError::Output {
+                    timed(&times.sync, || j.append(&written)).map_err(|e| FatalError::Output {
                         path: cfg.out.join(journal::JOURNAL),
                         reason: e.to_string(),
                     })?;
@@ -767,7 +791,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             Ok(entries)
         });
         infer_all(prep_rx, done_tx, cfg, &models, times);
-        writer.join().map_err(|_| FatalError::Setup("the writer thread panicked".into()))?
+        recorder.join().map_err(|_| FatalError::Setup("the recorder thread panicked".into()))?
     })?;
     let interrupted = observer.should_stop() && entries.len() < todo.len();
     entries.extend(carried);
@@ -799,6 +823,9 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             box_decode_s: secs(&times.boxes),
             annotate_s: secs(&times.annotate),
             write_s: secs(&times.write),
+            sync_s: secs(&times.sync),
+            wait_for_input_s: secs(&times.wait_for_input),
+            wait_for_output_s: secs(&times.wait_for_output),
         },
         images: entries,
         skipped: skipped

@@ -123,6 +123,17 @@ pub struct Timing {
     pub box_decode_s: f64,
     pub annotate_s: f64,
     pub write_s: f64,
+    /// Syncing the written outputs and the journal to disk, batch by batch, on a thread of its
+    /// own (the time the data took to reach the disk, not CPU).
+    #[serde(default)]
+    pub sync_s: f64,
+    /// The inference thread's time waiting for the workers to prepare the next batch (the first
+    /// batch's included): with `wait_for_output_s` and `inference_s`, where a run is bound.
+    #[serde(default)]
+    pub wait_for_input_s: f64,
+    /// The inference thread's time waiting for the writers to take its results.
+    #[serde(default)]
+    pub wait_for_output_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -74,6 +74,14 @@ fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
         (first["timing"]["cpu_s"].as_f64().expect("cpu_s"), first["timing"]["total_s"].as_f64().expect("s"));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     assert!(cpu > 0.0 && cpu <= wall * cores + 1.0, "cpu_s {cpu} for {wall} s on {cores} cores");
+    // The inference thread's time: waiting for the first batch at least, and its waits and its
+    // work within the wall time; every output was synced.
+    let secs = |k: &str| first["timing"][k].as_f64().unwrap_or_else(|| panic!("timing.{k}"));
+    let (input_wait, output_wait, inference) =
+        (secs("wait_for_input_s"), secs("wait_for_output_s"), secs("inference_s"));
+    assert!(input_wait > 0.0 && output_wait >= 0.0, "waits {input_wait} {output_wait}");
+    assert!(input_wait + output_wait + inference <= wall, "{input_wait} + {output_wait} + {inference} > {wall}");
+    assert!(secs("sync_s") > 0.0);
 
     let second = detect(&input, &out, &[]);
     assert_eq!(second["counts"]["processed"], 0, "no inference on an unchanged tree");
