@@ -11,7 +11,7 @@
 #      official architectures' random reference weights leave many such near-ties (a relative
 #      perturbation of 3e-4 on the CPU already unmatched 2 of 516), so there 90% must match: a
 #      broken fp16 path matches next to none;
-#   3. throughput: end to end (annotated JPEGs + report; the whole run, and after model loading)
+#   3. throughput: end to end (annotated JPEGs + report; the whole run, and after the first batch)
 #      and the models-only floor on N 640×480 JPEGs (plus 4 at 4000×3000) at batch 1, 8, 32, 64,
 #      with and without --half, with the GPU's mean utilisation (nvidia-smi) during each end-to-end
 #      run, the CPU time per image and the boxes drawn per image. The reference weights as they
@@ -89,11 +89,13 @@ fi
 echo "== 3. throughput on $dev: $n JPEGs, SSD300-R50 + ResNet-18, annotated JPEG output"
 biased=$work/ssd300-background-2.safetensors
 "$py" bench/gpu_check.py bias-background "$ref/ssd300.safetensors" "$biased" 2 || exit 2
-# end-to-end/s counts the whole run; after-load/s leaves out loading the models (on CUDA that
-# includes creating the context), which a short run cannot amortise and a nightly one does. CPU
+# end-to-end/s counts the whole run; after-first/s counts the images after the first batch over the
+# time after the models finished it, which leaves out loading the models (on CUDA that includes
+# creating the context) and the device's warm-up: what a short run cannot amortise and a nightly
+# one does. CPU
 # ms/img is the process's CPU time per image end to end: what bounds a run once the device keeps
 # up. The stages' times per image (summed over threads) follow the table.
-printf '%-6s %-5s %-8s %12s %12s %13s %9s %10s %8s %s\n' batch half weights "end-to-end/s" "after-load/s" \
+printf '%-6s %-5s %-8s %12s %12s %13s %9s %10s %8s %s\n' batch half weights "end-to-end/s" "after-first/s" \
   "models-only/s" "e2e/floor" "CPU ms/img" "boxes" "GPU util"
 : >"$work/stages"
 # row BATCH HALF WEIGHTS(biased|as-is): one end-to-end run and one models-only run.
@@ -111,19 +113,22 @@ row() {
   "$bin" detect "$imgs" --out "$work/out" --format jpeg --quiet "${flags[@]}" || fail "detect batch $b half $h"
   [ -n "$smi" ] && kill "$smi" 2>/dev/null
   util=$("$py" bench/gpu_check.py util "$work/util")
-  read -r e2e after_load cpu_ms boxes < <("$py" - "$work/out/report.json" "$b $h $w" "$work/stages" <<'PY'
+  read -r e2e after_first cpu_ms boxes < <("$py" - "$work/out/report.json" "$b $h $w" "$work/stages" "$b" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 n, t = r["counts"]["processed"], r["timing"]
-stages = " ".join(f"{k[:-2]} {1000 * t[k] / n:.2f}" for k in t if k not in ("total_s", "cpu_s", "load_models_s"))
-open(sys.argv[3], "a").write(f"{sys.argv[2]}: {stages} (ms/img)\n")
+per_image = ("total_s", "cpu_s", "load_models_s", "first_batch_s")
+stages = " ".join(f"{k[:-2]} {1000 * t[k] / n:.2f}" for k in t if k not in per_image)
+open(sys.argv[3], "a").write(f"{sys.argv[2]}: {stages} (ms/img); load {t['load_models_s']:.2f} s, "
+                             f"first batch done at {t['first_batch_s']:.2f} s of {t['total_s']:.2f}\n")
 boxes = sum(len(e.get("detections") or []) for e in r["images"]) / n
-print(n / t["total_s"], n / (t["total_s"] - t["load_models_s"]), 1000 * t["cpu_s"] / n, boxes)
+after_first = (n - min(n, int(sys.argv[4]))) / max(t["total_s"] - t["first_batch_s"], 1e-9)
+print(n / t["total_s"], after_first, 1000 * t["cpu_s"] / n, boxes)
 PY
 )
   floor=$("$bin" detect "$imgs" --out "$work/floor" --bench-forward "${flags[@]}" \
     | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
-  printf '%-6s %-5s %-8s %12.1f %12.1f %13.1f %9.2f %10.2f %8.1f %s\n' "$b" "$h" "$w" "$e2e" "$after_load" "$floor" \
+  printf '%-6s %-5s %-8s %12.1f %12.1f %13.1f %9.2f %10.2f %8.1f %s\n' "$b" "$h" "$w" "$e2e" "$after_first" "$floor" \
     "$("$py" -c "print($floor / $e2e)")" "$cpu_ms" "$boxes" "$util"
 }
 for b in $batches; do

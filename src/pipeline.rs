@@ -76,6 +76,8 @@ struct StageTimes {
     wait_for_input: AtomicU64,
     /// The inference thread waiting to hand its results to the writer.
     wait_for_output: AtomicU64,
+    /// From the run's start until the models had finished the first batch.
+    first_batch: AtomicU64,
 }
 
 fn timed<T>(slot: &AtomicU64, f: impl FnOnce() -> T) -> T {
@@ -243,8 +245,10 @@ fn infer_all(
     cfg: &Config,
     models: &Models,
     times: &StageTimes,
+    started: Instant,
 ) {
     let mut trim = Trim::default();
+    let mut first = true;
     // Crop classification runs the classifier on batches of every size: left at --threads.
     let mut intra_op = (cfg.device == Device::Cpu && !cfg.classify_crops)
         .then(|| IntraOpThreads::starting_at(cfg.threads, injected_model_threads().unwrap_or(cfg.threads)));
@@ -275,6 +279,9 @@ fn infer_all(
             _ => run_models_adaptive(ready, cfg, models),
         });
         let models_s = t_models.elapsed();
+        if std::mem::take(&mut first) {
+            add(&times.first_batch, started.elapsed());
+        }
         let t_send = Instant::now();
         if done.send(inferred).is_err() {
             return;
@@ -790,7 +797,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             }
             Ok(entries)
         });
-        infer_all(prep_rx, done_tx, cfg, &models, times);
+        infer_all(prep_rx, done_tx, cfg, &models, times, t0);
         recorder.join().map_err(|_| FatalError::Setup("the recorder thread panicked".into()))?
     })?;
     let interrupted = observer.should_stop() && entries.len() < todo.len();
@@ -826,6 +833,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             sync_s: secs(&times.sync),
             wait_for_input_s: secs(&times.wait_for_input),
             wait_for_output_s: secs(&times.wait_for_output),
+            first_batch_s: secs(&times.first_batch),
         },
         images: entries,
         skipped: skipped

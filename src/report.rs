@@ -134,6 +134,33 @@ pub struct Timing {
     /// The inference thread's time waiting for the writers to take its results.
     #[serde(default)]
     pub wait_for_output_s: f64,
+    /// From the run's start until the models had finished the first batch: loading, the first
+    /// batch's preparation and the device's warm-up (on a GPU, cuDNN choosing its algorithms and
+    /// kernels loading on first use). What a longer run amortises; 0 when nothing ran.
+    #[serde(default)]
+    pub first_batch_s: f64,
+}
+
+impl Timing {
+    /// The timing of shards run side by side: wall-clock spans (the whole run, loading, the first
+    /// batch) the longest shard's, work and waits (`cpu_s`, the stages) summed.
+    pub fn of_shards<'a>(shards: impl IntoIterator<Item = &'a Timing>) -> Timing {
+        shards.into_iter().fold(Timing::default(), |a, t| Timing {
+            total_s: a.total_s.max(t.total_s),
+            load_models_s: a.load_models_s.max(t.load_models_s),
+            first_batch_s: a.first_batch_s.max(t.first_batch_s),
+            cpu_s: a.cpu_s + t.cpu_s,
+            decode_s: a.decode_s + t.decode_s,
+            preprocess_s: a.preprocess_s + t.preprocess_s,
+            inference_s: a.inference_s + t.inference_s,
+            box_decode_s: a.box_decode_s + t.box_decode_s,
+            annotate_s: a.annotate_s + t.annotate_s,
+            write_s: a.write_s + t.write_s,
+            sync_s: a.sync_s + t.sync_s,
+            wait_for_input_s: a.wait_for_input_s + t.wait_for_input_s,
+            wait_for_output_s: a.wait_for_output_s + t.wait_for_output_s,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -194,4 +221,34 @@ pub struct Class {
 pub struct ErrorEntry {
     pub kind: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_timing_takes_the_longest_spans_and_sums_the_work() {
+        let a = Timing {
+            total_s: 10.0,
+            load_models_s: 1.0,
+            first_batch_s: 2.0,
+            cpu_s: 30.0,
+            decode_s: 4.0,
+            ..Default::default()
+        };
+        let b = Timing {
+            total_s: 8.0,
+            load_models_s: 1.5,
+            first_batch_s: 1.0,
+            cpu_s: 20.0,
+            decode_s: 3.0,
+            sync_s: 0.5,
+            ..Default::default()
+        };
+        let m = Timing::of_shards([&a, &b]);
+        assert_eq!((m.total_s, m.load_models_s, m.first_batch_s), (10.0, 1.5, 2.0));
+        assert_eq!((m.cpu_s, m.decode_s, m.sync_s), (50.0, 7.0, 0.5));
+        assert_eq!(Timing::of_shards([&a]), a);
+    }
 }

@@ -6,7 +6,7 @@
 //! `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`) and Kubernetes Indexed Jobs
 //! (`JOB_COMPLETION_INDEX`, with the count from `--shard-count`).
 
-use crate::report::{Counts, Report};
+use crate::report::{Counts, Report, Timing};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -114,8 +114,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Report, String> {
         removed: sum(|c| c.removed),
         processed: sum(|c| c.processed),
     };
-    let mut timing = first.timing.clone();
-    timing.total_s = reports.iter().map(|(_, r)| r.timing.total_s).fold(0.0, f64::max);
+    let timing = Timing::of_shards(reports.iter().map(|(_, r)| &r.timing));
     let merged = Report {
         started: reports.iter().map(|(_, r)| r.started.clone()).min().unwrap_or_default(),
         finished: reports.iter().map(|(_, r)| r.finished.clone()).max().unwrap_or_default(),

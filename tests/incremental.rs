@@ -82,6 +82,8 @@ fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
     assert!(input_wait > 0.0 && output_wait >= 0.0, "waits {input_wait} {output_wait}");
     assert!(input_wait + output_wait + inference <= wall, "{input_wait} + {output_wait} + {inference} > {wall}");
     assert!(secs("sync_s") > 0.0);
+    let first_batch = secs("first_batch_s");
+    assert!(first_batch > secs("load_models_s") && first_batch < wall, "first batch done at {first_batch} s of {wall}");
 
     let second = detect(&input, &out, &[]);
     assert_eq!(second["counts"]["processed"], 0, "no inference on an unchanged tree");
