@@ -76,6 +76,17 @@ fn upload_without_waiting(t: &Tensor, device: Device) -> Tensor {
     }
 }
 
+/// A CPU tensor on `device`: itself on the CPU, else queued through page-locked memory (a worker's
+/// first image of a size uploads its resize matrices; from ordinary memory each upload would
+/// wait for the forward passes queued before it).
+fn to_device(t: &Tensor, device: Device) -> Tensor {
+    if device == Device::Cpu {
+        t.shallow_clone()
+    } else {
+        upload_without_waiting(t, device)
+    }
+}
+
 /// uint8 → float /255 → ImageNet mean/std: the reference's `(x / 255 - mean) / std`, in place
 /// on the one float copy (the same operations in the same order, so the same floats, without
 /// three more image-sized buffers to allocate and page in).
@@ -93,13 +104,12 @@ thread_local! {
     static MEAN_STD: RefCell<HashMap<Device, (Tensor, Tensor)>> = RefCell::new(HashMap::new());
 }
 
-/// [`MEAN`] and [`STD`] on `device`, uploaded once per thread: on a GPU every upload from
-/// ordinary memory waits for the work queued before it, the forward pass included.
+/// [`MEAN`] and [`STD`] on `device`, uploaded once per thread, without waiting ([`to_device`]).
 fn mean_std(device: Device) -> (Tensor, Tensor) {
     MEAN_STD.with(|cache| {
         let mut cache = cache.borrow_mut();
         let (mean, std) = cache.entry(device).or_insert_with(|| {
-            let t = |v: &[f64]| Tensor::from_slice(v).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
+            let t = |v: &[f64]| to_device(&Tensor::from_slice(v).to_kind(Kind::Float), device).view([1, 3, 1, 1]);
             (t(&MEAN), t(&STD))
         });
         (mean.shallow_clone(), std.shallow_clone())
@@ -163,7 +173,7 @@ fn weight_matrix(from: i64, to: i64, device: Device) -> (Tensor, u32) {
         }
         let (m, p) = cache.entry((from, to, device)).or_insert_with(|| {
             let (rows, p) = aa_weights(from as usize, to as usize);
-            (Tensor::from_slice(&rows).view([to, from]).to_device(device), p)
+            (to_device(&Tensor::from_slice(&rows).view([to, from]), device), p)
         });
         (m.shallow_clone(), *p)
     })
