@@ -20,7 +20,7 @@
 #      per image), and one last row shows the weights as they are;
 #   4. the demo models end to end on all the machine's CPU cores against the Python pipeline, on
 #      400 of the images (bench/run.sh's comparison, at a core count the build machines do not
-#      have).
+#      have), then boxwalk alone at all, half and a quarter of the cores.
 #
 # usage: bench/gpu-check.sh [--cpu] [N]
 #   --cpu  runs the same steps on the CPU (parity only in fp32, batches 1 and 8, N default 24),
@@ -153,4 +153,19 @@ ours = r["counts"]["processed"] / t["total_s"]
 print(f"boxwalk {ours:.1f} images/s ({1000 * t['cpu_s'] / r['counts']['processed']:.1f} ms CPU each), "
       f"python {p['images_per_s']:.1f} images/s: {ours / p['images_per_s']:.2f}x")
 PY
+# How boxwalk scales on this machine's cores (16 vCPUs on the H200 gave 245 ms of CPU per image
+# where 2 cores here give 34).
+for t in $(nproc) $(($(nproc) / 2)) $(($(nproc) / 4)); do
+  [ "$t" -ge 1 ] || continue
+  rm -rf "$work/out"
+  "$bin" detect "$few" --out "$work/out" --format jpeg --quiet --device cpu --threads "$t" "${demo[@]}" \
+    || fail "detect on the CPU, $t threads"
+  "$py" - "$work/out/report.json" "$t" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t, n = r["timing"], r["counts"]["processed"]
+print(f"  --threads {sys.argv[2]}: {n / t['total_s']:.1f} images/s, {1000 * t['cpu_s'] / n:.1f} ms CPU each, "
+      f"inference thread waited {t['wait_for_input_s']:.2f} s for input, {t['wait_for_output_s']:.2f} s for output")
+PY
+done
 exit $status
