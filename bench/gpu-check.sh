@@ -92,9 +92,8 @@ biased=$work/ssd300-background-2.safetensors
 # end-to-end/s counts the whole run; after-first/s counts the images after the first batch over the
 # time after the models finished it, which leaves out loading the models (on CUDA that includes
 # creating the context) and the device's warm-up: what a short run cannot amortise and a nightly
-# one does. CPU
-# ms/img is the process's CPU time per image end to end: what bounds a run once the device keeps
-# up. The stages' times per image (summed over threads) follow the table.
+# one does. CPU ms/img is the process's CPU time per image end to end: what bounds a run once the
+# device keeps up. The stages' times per image (summed over threads) follow the table.
 printf '%-6s %-5s %-8s %12s %12s %13s %9s %10s %8s %s\n' batch half weights "end-to-end/s" "after-first/s" \
   "models-only/s" "e2e/floor" "CPU ms/img" "boxes" "GPU util"
 : >"$work/stages"
@@ -117,8 +116,8 @@ row() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 n, t = r["counts"]["processed"], r["timing"]
-per_image = ("total_s", "cpu_s", "load_models_s", "first_batch_s")
-stages = " ".join(f"{k[:-2]} {1000 * t[k] / n:.2f}" for k in t if k not in per_image)
+spans = ("total_s", "cpu_s", "load_models_s", "first_batch_s")
+stages = " ".join(f"{k[:-2]} {1000 * t[k] / n:.2f}" for k in t if k not in spans)
 open(sys.argv[3], "a").write(f"{sys.argv[2]}: {stages} (ms/img); load {t['load_models_s']:.2f} s, "
                              f"first batch done at {t['first_batch_s']:.2f} s of {t['total_s']:.2f}\n")
 boxes = sum(len(e.get("detections") or []) for e in r["images"]) / n
