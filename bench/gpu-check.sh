@@ -8,9 +8,9 @@
 #      every other one a tie (an fp16 box of the same object scoring within 0.01: where two
 #      boxes' scores differ by about fp16's rounding, NMS may keep the other; seen on the H200,
 #      1 of 1568, with fp32 scores 0.3886 and 0.3875 at IoU 0.92 in the Python reference). The
-#      official architectures' random reference weights leave many such near-ties (a relative
-#      perturbation of 3e-4 on the CPU already unmatched 2 of 516), so there 90% must match: a
-#      broken fp16 path matches next to none;
+#      official architectures' random reference weights leave many such near-ties (on the CPU,
+#      noise of 3e-4 of each offset and 3e-3 of the mean logit already unmatched 2 of 516), so
+#      there 90% must match: a broken fp16 path matches next to none;
 #   3. throughput: end to end (annotated JPEGs + report; the whole run, and after the first batch)
 #      and the models-only floor on N 640×480 JPEGs (plus 4 at 4000×3000) at batch 1, 8, 32, 64,
 #      with and without --half, with the GPU's mean utilisation (nvidia-smi) during each end-to-end
