@@ -4,6 +4,7 @@
 use image::{ImageFormat, RgbImage};
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use turbojpeg::{PixelFormat, Subsamp};
 
 /// When a written file's data reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,24 +71,27 @@ pub fn encode_image(
     w: &mut dyn Write,
 ) -> Result<(), image::ImageError> {
     match format {
-        ImageFormat::Jpeg => {
-            // jpeg-encoder (SIMD, 4:2:0 chroma like libjpeg's default) encodes 3× faster than
-            // image's own encoder on large photos, and JPEG's format limit is 65535 px a side.
-            let too_big =
-                || std::io::Error::other(format!("{}×{} is beyond JPEG's 65535 px limit", img.width(), img.height()));
-            let width = u16::try_from(img.width()).map_err(|_| too_big())?;
-            let height = u16::try_from(img.height()).map_err(|_| too_big())?;
-            let mut enc = jpeg_encoder::Encoder::new(w, jpeg_quality);
-            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-            enc.encode(img.as_raw(), width, height, jpeg_encoder::ColorType::Rgb)
-                .map_err(|e| image::ImageError::IoError(std::io::Error::other(e.to_string())))
-        }
+        ImageFormat::Jpeg => encode_jpeg(img, jpeg_quality, w).map_err(image::ImageError::IoError),
         other => {
             let mut buf = std::io::Cursor::new(Vec::new());
             img.write_to(&mut buf, other)?;
             w.write_all(buf.get_ref()).map_err(image::ImageError::IoError)
         }
     }
+}
+
+/// Encodes `img` as a JPEG with libjpeg-turbo, 4:2:0 chroma (libjpeg's default): about 2.5× faster
+/// than jpeg-encoder's SIMD path on 640×480 and 4000×3000 photos. (A compressor and buffer kept per
+/// thread measured no faster.)
+fn encode_jpeg(img: &RgbImage, quality: u8, w: &mut dyn Write) -> std::io::Result<()> {
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    if width > 65500 || height > 65500 {
+        return Err(std::io::Error::other(format!("{width}×{height} is beyond libjpeg's 65500 px limit")));
+    }
+    let pixels =
+        turbojpeg::Image { pixels: img.as_raw().as_slice(), width, pitch: width * 3, height, format: PixelFormat::RGB };
+    let jpeg = turbojpeg::compress(pixels, i32::from(quality), Subsamp::Sub2x2).map_err(std::io::Error::other)?;
+    w.write_all(&jpeg)
 }
 
 /// Writes an image atomically, synced.
@@ -129,6 +133,27 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).expect("stat").permissions());
         assert_eq!(mode & 0o777, 0o644, "outputs are world-readable like ordinary files");
+    }
+
+    #[test]
+    fn jpeg_keeps_the_colours_and_follows_the_quality() {
+        // A colour gradient: a channel swap or a quality ignored shows in the error or the size.
+        let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 200]));
+        let encode = |q| {
+            let mut v = Vec::new();
+            encode_image(&img, ImageFormat::Jpeg, q, &mut v).expect("encodes");
+            v
+        };
+        let fine = encode(95);
+        let back = image::load_from_memory(&fine).expect("decodes").to_rgb8();
+        let err: f64 = img.as_raw().iter().zip(back.as_raw()).map(|(a, b)| f64::from(a.abs_diff(*b))).sum::<f64>()
+            / img.as_raw().len() as f64;
+        assert!(err < 2.0, "mean error {err} at quality 95");
+        let coarse = encode(30);
+        assert!(coarse.len() < fine.len() * 2 / 3, "quality 30: {} bytes, 95: {}", coarse.len(), fine.len());
+        let mut v = Vec::new();
+        let e = encode_image(&RgbImage::new(65501, 1), ImageFormat::Jpeg, 90, &mut v).expect_err("too wide");
+        assert!(e.to_string().contains("65500 px limit"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! tests/browser/): the contact sheet loaded from disk, and the `serve` page with an upload.
 //! Screenshots are left in target/test-artifacts/ for people to look at.
 //! Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver; `make test` installs
-//! them through scripts/install-browser.sh).
+//! them through `make browser`).
 
 mod common;
 
@@ -15,7 +15,7 @@ fn run_check(script: &str, args: &[&std::ffi::OsStr]) -> String {
         let path = std::env::var(var).unwrap_or_else(|_| default.into());
         assert!(
             Path::new(&path).exists(),
-            "{path} not found: install Chromium and its driver (scripts/install-browser.sh) or set {var}"
+            "{path} not found: install Chromium and its driver (`make browser`) or set {var}"
         );
     }
     let out = Command::new(common::python())
