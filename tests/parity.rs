@@ -70,6 +70,25 @@ fn preprocessing_matches_the_reference_ops() {
     }
 }
 
+/// The Python pipeline decodes with PIL (libjpeg-turbo); boxwalk's JPEG decoding must give its
+/// models the same pixels, for every variant the reference saves.
+#[test]
+fn jpegs_decode_to_the_pixels_pil_decodes() {
+    let f = fixture();
+    let pil: HashMap<String, Tensor> =
+        Tensor::read_safetensors(f.dir.join("jpegs.safetensors")).expect("jpegs.safetensors").into_iter().collect();
+    assert!(pil.len() >= 5, "the fixture has {} JPEGs", pil.len());
+    for (name, want) in &pil {
+        let path = f.dir.join("jpegs").join(format!("{name}.jpg"));
+        let d = decode::decode_file(&path, &decode::Limits::default()).expect("decode");
+        let (h, w) = (want.size()[0], want.size()[1]);
+        assert_eq!((i64::from(d.rgb.width()), i64::from(d.rgb.height())), (w, h), "{name}");
+        let ours = Tensor::from_slice(d.rgb.as_raw()).view([h, w, 3]);
+        let differ = ours.ne_tensor(want).sum(tch::Kind::Int64).int64_value(&[]);
+        assert_eq!(differ, 0, "{name}: {differ} of {} values differ from PIL's", h * w * 3);
+    }
+}
+
 #[test]
 fn raw_outputs_match_within_1e_4() {
     let f = fixture();

@@ -5,7 +5,10 @@
   so that some scores exceed 0.4);
 - `images/*.png`: deterministic test images of odd sizes;
 - `expected.safetensors`: per image the preprocessed inputs, raw locs/confs and classifier logits;
-- `expected.json`: per image the decoded detections and the classifier's top-5.
+- `expected.json`: per image the decoded detections and the classifier's top-5;
+- `jpegs/*.jpg` and `jpegs.safetensors`: JPEGs saved by PIL in the variants cameras and tools
+  write (4:2:0, 4:4:4, 4:2:2, progressive, greyscale, odd sizes) and the pixels PIL decodes from
+  them, which the Python pipeline feeds its models.
 
 Usage: python make_reference.py OUT
 """
@@ -113,8 +116,31 @@ def detector_input_from_pil(resized):
     return _normalize(x)
 
 
+JPEGS = [  # name, size, PIL save options
+    ("420_q90", (640, 480), dict(quality=90)),
+    ("444_q95", (481, 359), dict(quality=95, subsampling=0)),
+    ("422_q75", (97, 511), dict(quality=75, subsampling=1)),
+    ("progressive", (1000, 41), dict(quality=85, progressive=True)),
+    ("grey", (37, 23), dict(quality=90)),
+]
+
+
+def write_jpegs(out):
+    os.makedirs(os.path.join(out, "jpegs"), exist_ok=True)
+    pixels = {}
+    for i, (name, (w, h), options) in enumerate(JPEGS):
+        img = make_image(w, h, seed=200 + i)
+        if name == "grey":
+            img = img.convert("L")
+        path = os.path.join(out, "jpegs", f"{name}.jpg")
+        img.save(path, **options)
+        pixels[name] = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
+    save_file(pixels, os.path.join(out, "jpegs.safetensors"))
+
+
 def main(out):
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    write_jpegs(out)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     gen = torch.Generator().manual_seed(1234)
     ssd, res = make_ssd(gen), make_resnet18(gen)
