@@ -38,10 +38,13 @@ fn peak_memory_does_not_grow_with_the_number_of_images() {
         let name = format!("{i:06}.png");
         std::fs::copy(all.join(&name), few.join(&name)).expect("copy");
     }
-    let small = run(&few, &t.path().join("out-few"));
+    // A run's peak varies by up to 90 MiB between identical runs (it depends on what is in flight
+    // when it is reached), so the baseline is the higher of two runs over the same 400 images.
+    let peak = |r: &Value| r["peak_rss_mib"].as_f64().expect("peak");
+    let a = peak(&run(&few, &t.path().join("out-few-1"))).max(peak(&run(&few, &t.path().join("out-few-2"))));
     let large = run(&all, &t.path().join("out-all"));
     assert_eq!(large["counts"]["ok"], 2000);
-    let (a, b) = (small["peak_rss_mib"].as_f64().expect("peak"), large["peak_rss_mib"].as_f64().expect("peak"));
+    let b = peak(&large);
     println!("peak RSS: {a:.0} MiB for 400 images, {b:.0} MiB for 2000 images");
     // 5× the images; the report entries (~1 KiB each) are the only thing that should grow.
     assert!(b <= a * 1.10 + 16.0, "peak RSS grew from {a:.0} MiB (400 images) to {b:.0} MiB (2000 images)");
