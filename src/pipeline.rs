@@ -235,26 +235,115 @@ fn infer_batch(
 type Prepared = Vec<(ImageJob, Result<Ready, ImageError>)>;
 type InferredBatch = Vec<(ImageJob, Result<Inferred, ImageError>)>;
 
-/// The inference thread: runs the models on each prepared batch and hands the results on, until
-/// the preparing side is done or the writing side has stopped (both channels close on return).
-/// On a CPU run it tunes the models' thread count as it goes ([`IntraOpThreads`]), using a count
-/// below `--threads` only where it gives the same outputs.
-fn infer_all(
+/// At most this many inference lanes on a CPU run. Each holds a batch in flight (its inputs and
+/// activations), so memory grows with them; the workers, not the lanes, bound a run long before.
+const MAX_LANES: usize = 4;
+
+/// What a run's inference lanes share.
+struct Lanes {
+    /// On a CPU run, the models' thread count per lane and the counts found to give `--threads`'
+    /// outputs ([`IntraOpThreads`]); `None` elsewhere.
+    threads: Option<std::sync::Mutex<IntraOpThreads>>,
+    /// How many lanes there are; lane `i` runs batches while `i + 1` lanes of the current count
+    /// fit in `--threads`.
+    count: usize,
+    /// Lanes that ran at least one batch (a bit each).
+    used: AtomicU64,
+    /// Set when the first lane has finished its first batch.
+    first_done: std::sync::atomic::AtomicBool,
+    /// Set when lane 0 has returned: the run is over or the writing side stopped.
+    finished: std::sync::atomic::AtomicBool,
+    /// When the run started (for `first_batch_s`).
+    started: Instant,
+}
+
+impl Lanes {
+    /// Lanes for a run: on a CPU one per `--threads` (up to [`MAX_LANES`]), each at the
+    /// count [`IntraOpThreads`] sets; elsewhere one (the device runs the models).
+    fn for_run(cfg: &Config, started: Instant) -> Lanes {
+        // Crop classification runs the classifier on batches of every size: left at --threads.
+        let threads = (cfg.device == Device::Cpu && !cfg.classify_crops)
+            .then(|| IntraOpThreads::starting_at(cfg.threads, injected_model_threads().unwrap_or(cfg.threads)));
+        let count = match &threads {
+            Some(_) => injected_lanes().unwrap_or(cfg.threads).clamp(1, MAX_LANES),
+            None => 1,
+        };
+        Lanes {
+            threads: threads.map(std::sync::Mutex::new),
+            count,
+            used: AtomicU64::new(0),
+            first_done: Default::default(),
+            finished: Default::default(),
+            started,
+        }
+    }
+
+    fn threads(&self) -> Option<std::sync::MutexGuard<'_, IntraOpThreads>> {
+        self.threads.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether lane `lane` may take a batch now: lane 0 always, another while the lanes up to
+    /// it, at the current count, fit in `--threads`.
+    fn open(&self, lane: usize) -> bool {
+        lane == 0 || self.threads().is_some_and(|t| t.now() * (lane + 1) <= t.max())
+    }
+
+    /// How many lanes ran a batch.
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed).count_ones() as usize
+    }
+}
+
+/// Test hook: `BOXWALK_TEST_LANES=N` gives a CPU run N inference lanes instead of one per
+/// `--threads`, so that a test can compare a run with one lane against one with several.
+fn injected_lanes() -> Option<usize> {
+    std::env::var("BOXWALK_TEST_LANES").ok().and_then(|v| v.parse().ok())
+}
+
+/// Runs the models on a batch at the lanes' current thread count. A count below `--threads` is
+/// first checked on a batch of the same size: run at both counts, and kept only if the outputs
+/// are the same ([`IntraOpThreads::needs_check`]); the outputs used are always those of a checked
+/// count, so they do not depend on which lane ran the batch, or when.
+fn run_at_lane_count(
+    ready: &[(ImageJob, Ready)],
+    cfg: &Config,
+    models: &Models,
+    lanes: &Lanes,
+) -> Vec<Result<PerImage, String>> {
+    let Some((now, max, check)) = lanes.threads().map(|t| (t.now(), t.max(), t.needs_check(ready.len()))) else {
+        return run_models_adaptive(ready, cfg, models);
+    };
+    // Per thread: OpenMP's and MKL's counts are the calling thread's own.
+    tch::set_num_threads(now as i32);
+    if !check {
+        return run_models_adaptive(ready, cfg, models);
+    }
+    let at_now = run_models_adaptive(ready, cfg, models);
+    tch::set_num_threads(max as i32);
+    let at_max = run_models_adaptive(ready, cfg, models);
+    if let Some(mut t) = lanes.threads() {
+        t.checked(now, ready.len(), at_now == at_max);
+    }
+    at_max
+}
+
+/// One inference lane: runs the models on each prepared batch it takes and hands the results
+/// on, until the preparing side is done or the writing side has stopped (the channels close when
+/// every lane has returned). Lane 0 also tunes the models' thread count as it goes
+/// ([`IntraOpThreads`]): fewer threads per lane while it waits for the workers, which opens more
+/// lanes (one batch's forward pass on one thread costs less CPU than on several: 14 against 23 ms
+/// per image for the demo models on 2 cores), more when the models hold up a run that leaves
+/// cores idle.
+fn infer_lane(
+    lane: usize,
     prepared: crossbeam_channel::Receiver<Prepared>,
     done: crossbeam_channel::Sender<InferredBatch>,
     cfg: &Config,
     models: &Models,
     times: &StageTimes,
-    started: Instant,
+    lanes: &Lanes,
 ) {
     let mut trim = Trim::default();
-    let mut first = true;
-    // Crop classification runs the classifier on batches of every size: left at --threads.
-    let mut intra_op = (cfg.device == Device::Cpu && !cfg.classify_crops)
-        .then(|| IntraOpThreads::starting_at(cfg.threads, injected_model_threads().unwrap_or(cfg.threads)));
-    if let Some(t) = &intra_op {
-        tch::set_num_threads(t.now() as i32);
-    }
     if cfg.device != Device::Cpu {
         // The models run on the device; this thread's CPU ops (copying the outputs back) are too
         // small to share, and on a 16-core GPU machine the OpenMP teams they opened kept about 10
@@ -262,44 +351,59 @@ fn infer_all(
         threads::torch_single_threaded();
     }
     loop {
+        if !lanes.open(lane) {
+            if lanes.finished.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         // Only the thread-count controller reads the CPU time (a system call per batch).
-        let (t_wait, cpu_before) = (Instant::now(), intra_op.as_ref().and_then(|_| process_cpu_s()));
-        let Ok(batch) = prepared.recv() else { return };
+        let tunes = lane == 0 && lanes.threads.is_some();
+        let (t_wait, cpu_before) = (Instant::now(), tunes.then(process_cpu_s).flatten());
+        let batch = if lane == 0 {
+            prepared.recv().ok()
+        } else {
+            // Back to the gate now and then: the count may have closed this lane meanwhile.
+            match prepared.recv_timeout(Duration::from_millis(50)) {
+                Ok(b) => Some(b),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+            }
+        };
+        let Some(batch) = batch else { break };
         let mut waited = t_wait.elapsed();
         add(&times.wait_for_input, waited);
+        lanes.used.fetch_or(1 << lane, Ordering::Relaxed);
         let t_models = Instant::now();
-        let inferred = infer_batch(batch, times, |ready| match intra_op.as_mut() {
-            Some(t) if t.needs_check(ready.len()) => {
-                let at_now = run_models_adaptive(ready, cfg, models);
-                tch::set_num_threads(t.max() as i32);
-                let at_max = run_models_adaptive(ready, cfg, models);
-                tch::set_num_threads(t.checked(ready.len(), at_now == at_max) as i32);
-                at_max
-            }
-            _ => run_models_adaptive(ready, cfg, models),
-        });
+        let inferred = infer_batch(batch, times, |ready| run_at_lane_count(ready, cfg, models, lanes));
         let models_s = t_models.elapsed();
-        if std::mem::take(&mut first) {
-            add(&times.first_batch, started.elapsed());
+        if !lanes.first_done.swap(true, Ordering::Relaxed) {
+            add(&times.first_batch, lanes.started.elapsed());
         }
         let t_send = Instant::now();
         if done.send(inferred).is_err() {
-            return;
+            break;
         }
         let handing_on = t_send.elapsed();
         add(&times.wait_for_output, handing_on);
         waited += handing_on;
-        if let Some(t) = intra_op.as_mut() {
+        if tunes {
             let core_s = t_wait.elapsed().as_secs_f64() * cfg.threads as f64;
             let cpu_share = match (cpu_before, process_cpu_s()) {
                 (Some(a), Some(b)) if core_s > 0.0 => (b - a) / core_s,
                 _ => 1.0,
             };
-            if let Some(n) = t.after_batch(waited, models_s, cpu_share) {
-                tch::set_num_threads(n as i32);
+            if let Some(mut t) = lanes.threads() {
+                t.after_batch(waited, models_s, cpu_share);
             }
         }
-        trim.after_batch();
+        if lane == 0 {
+            trim.after_batch();
+        }
+    }
+    if lane == 0 {
+        lanes.finished.store(true, Ordering::Relaxed);
     }
 }
 
@@ -746,6 +850,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
     observer.started(todo.len(), carried.len());
     let times = StageTimes::default();
     let box_context = BoxContext::new(&models);
+    let lanes = Lanes::for_run(cfg, t0);
     let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
         let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Prepared>(2);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<InferredBatch>(2);
@@ -797,7 +902,12 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             }
             Ok(entries)
         });
-        infer_all(prep_rx, done_tx, cfg, &models, times, t0);
+        let lanes = &lanes;
+        for lane in 1..lanes.count {
+            let (prep_rx, done_tx, models) = (prep_rx.clone(), done_tx.clone(), &models);
+            s.spawn(move || infer_lane(lane, prep_rx, done_tx, cfg, models, times, lanes));
+        }
+        infer_lane(0, prep_rx, done_tx, cfg, &models, times, lanes);
         recorder.join().map_err(|_| FatalError::Setup("the recorder thread panicked".into()))?
     })?;
     let interrupted = observer.should_stop() && entries.len() < todo.len();
@@ -834,6 +944,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             wait_for_input_s: secs(&times.wait_for_input),
             wait_for_output_s: secs(&times.wait_for_output),
             first_batch_s: secs(&times.first_batch),
+            model_lanes: lanes.used(),
         },
         images: entries,
         skipped: skipped

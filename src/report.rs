@@ -139,6 +139,11 @@ pub struct Timing {
     /// kernels loading on first use). What a longer run amortises; 0 when nothing ran.
     #[serde(default)]
     pub first_batch_s: f64,
+    /// How many inference lanes ran batches: on a CPU, while the models run on fewer threads
+    /// than `--threads`, several batches run at once (README, "Speed"); 1 elsewhere, 0 when nothing
+    /// ran. `inference_s` and the waits are summed over the lanes.
+    #[serde(default)]
+    pub model_lanes: usize,
 }
 
 impl Timing {
@@ -149,6 +154,7 @@ impl Timing {
             total_s: a.total_s.max(t.total_s),
             load_models_s: a.load_models_s.max(t.load_models_s),
             first_batch_s: a.first_batch_s.max(t.first_batch_s),
+            model_lanes: a.model_lanes.max(t.model_lanes),
             cpu_s: a.cpu_s + t.cpu_s,
             decode_s: a.decode_s + t.decode_s,
             preprocess_s: a.preprocess_s + t.preprocess_s,

@@ -101,15 +101,18 @@ impl IntraOpThreads {
         self.now < self.max && !self.same.contains(&(self.now, batch))
     }
 
-    /// Records whether the current count gave `max`'s outputs on a batch of `batch` images. If it
-    /// did not, no count at or below it is used again; returns the count to use from now on.
-    pub fn checked(&mut self, batch: usize, same: bool) -> usize {
+    /// Records whether `count` gave `max`'s outputs on a batch of `batch` images (a lane may have
+    /// run at a count that has changed since). If it did not, no count at or below it is used
+    /// again; returns the count to use from now on.
+    pub fn checked(&mut self, count: usize, batch: usize, same: bool) -> usize {
         if same {
-            self.same.insert((self.now, batch));
-        } else {
-            self.floor = self.now + 1;
-            self.now = self.floor;
-            self.streak = 0;
+            self.same.insert((count, batch));
+        } else if count >= self.floor {
+            self.floor = (count + 1).min(self.max);
+            if self.now < self.floor {
+                self.now = self.floor;
+                self.streak = 0;
+            }
         }
         self.now
     }
@@ -185,7 +188,7 @@ mod tests {
         assert_eq!(t.after_batch(100 * MS, 10 * MS, FULL), None);
         // 16 threads busy 10 of every 110 ms: ceil(16 * 10 / 110) = 2.
         assert_eq!(t.after_batch(100 * MS, 10 * MS, FULL), Some(2));
-        assert_eq!(t.checked(8, false), 3, "2 threads changed the outputs");
+        assert_eq!(t.checked(2, 8, false), 3, "2 threads changed the outputs");
         t.after_batch(100 * MS, 10 * MS, FULL);
         assert_eq!(t.after_batch(100 * MS, 10 * MS, FULL), None, "3 is the floor now");
         assert_eq!(t.now(), 3);
@@ -233,19 +236,33 @@ mod tests {
         t.after_batch(50 * MS, 100 * MS, FULL);
         assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(2));
         assert!(t.needs_check(8));
-        assert_eq!(t.checked(8, true), 2);
+        assert_eq!(t.checked(2, 8, true), 2);
         assert!(!t.needs_check(8), "checked once per batch size");
         assert!(t.needs_check(3), "a last, smaller batch is checked again");
         t.after_batch(50 * MS, 100 * MS, FULL);
         assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), Some(1));
         assert!(t.needs_check(8), "and so is every new count");
-        assert_eq!(t.checked(8, false), 2, "a count that changed the outputs is left at once");
+        assert_eq!(t.checked(1, 8, false), 2, "a count that changed the outputs is left at once");
         for _ in 0..10 {
             assert_eq!(t.after_batch(50 * MS, 100 * MS, FULL), None, "and never used again");
         }
         assert!(!t.needs_check(8));
-        assert_eq!(t.checked(3, false), 3, "a count can fail for another batch size too");
+        assert_eq!(t.checked(2, 3, false), 3, "a count can fail for another batch size too");
         assert_eq!(t.now(), t.max());
+    }
+
+    #[test]
+    fn a_check_from_a_lane_that_ran_at_an_older_count_is_kept_for_that_count() {
+        let mut t = IntraOpThreads::starting_at(4, 1);
+        // A lane ran a batch at 3 threads, and the count dropped to 1 meanwhile.
+        assert_eq!(t.checked(3, 8, true), 1);
+        t.now = 3;
+        assert!(!t.needs_check(8), "3 threads were checked on batches of 8");
+        t.now = 1;
+        assert!(t.needs_check(8), "1 thread was not");
+        assert_eq!(t.checked(2, 8, false), 3, "2 threads failed: the floor is 3, and the count rises to it");
+        assert_eq!(t.checked(1, 8, false), 3, "a lower count failing later changes nothing");
+        assert!(!t.needs_check(8));
     }
 
     #[test]

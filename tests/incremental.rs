@@ -74,13 +74,18 @@ fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
         (first["timing"]["cpu_s"].as_f64().expect("cpu_s"), first["timing"]["total_s"].as_f64().expect("s"));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     assert!(cpu > 0.0 && cpu <= wall * cores + 1.0, "cpu_s {cpu} for {wall} s on {cores} cores");
-    // The inference thread's time: waiting for the first batch at least, and its waits and its
+    // The inference lanes' time: waiting for the first batch at least, and each lane's waits and
     // work within the wall time; every output was synced.
     let secs = |k: &str| first["timing"][k].as_f64().unwrap_or_else(|| panic!("timing.{k}"));
     let (input_wait, output_wait, inference) =
         (secs("wait_for_input_s"), secs("wait_for_output_s"), secs("inference_s"));
+    let lanes = first["timing"]["model_lanes"].as_u64().expect("model_lanes");
+    assert!((1..=cores as u64).contains(&lanes), "{lanes} lanes on {cores} cores");
     assert!(input_wait > 0.0 && output_wait >= 0.0, "waits {input_wait} {output_wait}");
-    assert!(input_wait + output_wait + inference <= wall, "{input_wait} + {output_wait} + {inference} > {wall}");
+    assert!(
+        input_wait + output_wait + inference <= wall * lanes as f64,
+        "{input_wait} + {output_wait} + {inference} > {wall} × {lanes} lanes"
+    );
     assert!(secs("sync_s") > 0.0);
     let first_batch = secs("first_batch_s");
     assert!(first_batch > secs("load_models_s") && first_batch < wall, "first batch done at {first_batch} s of {wall}");
@@ -109,6 +114,36 @@ fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
     let fifth = detect(&input, &out, &["--threshold", "0.6", "--force"]);
     assert_eq!(fifth["counts"]["processed"], 30);
     assert_eq!(fifth["images"], fourth["images"]);
+}
+
+/// A CPU run whose models run on fewer threads than `--threads` runs several batches at once, one
+/// per inference lane; whichever lane takes a batch, the report is the one a single lane gives.
+#[test]
+fn several_inference_lanes_report_what_one_lane_does() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 24, 33);
+    let input = t.path().join("photos");
+    let run = |lanes: &str| -> Value {
+        let out = t.path().join(format!("out-{lanes}"));
+        let mut c = detect_cmd(&input, &out, &["--threads", "2", "--batch-size", "2", "--no-html"]);
+        // From 1 thread per lane at once (test hooks), so that the second lane opens from the first batch.
+        c.env("BOXWALK_TEST_MODEL_THREADS", "1").env("BOXWALK_TEST_LANES", lanes);
+        let o = c.output().expect("run");
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json")
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one["timing"]["model_lanes"], 1);
+    assert_eq!(two["timing"]["model_lanes"], 2, "the second lane ran batches");
+    assert_eq!(two["counts"], one["counts"]);
+    let images = |r: &Value| r["images"].as_array().expect("images").clone();
+    assert_eq!(images(&two).len(), 24);
+    for (a, b) in images(&one).iter().zip(&images(&two)) {
+        assert_eq!(a["path"], b["path"]);
+        assert!(a["detections"].as_array().is_some(), "{}: no detections", a["path"]);
+        assert_eq!(a["detections"], b["detections"], "{}: detections", a["path"]);
+        assert_eq!(a["classification"], b["classification"], "{}: classification", a["path"]);
+    }
 }
 
 #[test]

@@ -217,15 +217,16 @@ fn results_do_not_depend_on_the_batch_and_no_training_state_leaks() {
     }
 }
 
-/// A CPU run lowers the models' thread count when the workers are its bottleneck, and
-/// SSD300-R50's floats depend on the thread count (oneDNN blocks its sums by it). A lower count
-/// must only be used where it gives --threads' very outputs: a run started at 1 thread (the test
-/// hook) reports exactly what a run at --threads does.
+/// A CPU run lowers the models' thread count when the workers are its bottleneck (and then runs
+/// batches side by side in several lanes), and SSD300-R50's floats depend on the thread count
+/// (oneDNN blocks its sums by it). A lower count must only be used where it gives --threads' very
+/// outputs: a run started at 1 thread (the test hook), with one lane or two, reports exactly what
+/// a run at --threads does.
 #[test]
 fn the_models_thread_count_never_changes_a_runs_results() {
     let f = fixture();
     let d = &f.dir;
-    let report = |start: Option<&str>| -> Value {
+    let report = |start: Option<&str>, lanes: &str| -> Value {
         let out = tempfile::tempdir().expect("tempdir");
         let mut cmd = common::boxwalk();
         cmd.arg("detect").arg(d.join("images")).arg("--out").arg(out.path());
@@ -236,17 +237,21 @@ fn the_models_thread_count_never_changes_a_runs_results() {
         if let Some(n) = start {
             cmd.env("BOXWALK_TEST_MODEL_THREADS", n);
         }
+        cmd.env("BOXWALK_TEST_LANES", lanes);
         let o = cmd.output().expect("run boxwalk");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).expect("report")).expect("json")
     };
-    let (at_threads, from_one) = (report(None), report(Some("1")));
+    let at_threads = report(None, "1");
     let images = |r: &Value| r["images"].as_array().expect("images").clone();
     assert_eq!(images(&at_threads).len(), f.images().len());
-    for (a, b) in images(&at_threads).iter().zip(&images(&from_one)) {
-        assert_eq!(a["path"], b["path"]);
-        assert_eq!(a["detections"], b["detections"], "{}: detections, to the last bit", a["path"]);
-        assert_eq!(a["classification"], b["classification"], "{}: classification", a["path"]);
+    for lanes in ["1", "2"] {
+        let from_one = report(Some("1"), lanes);
+        for (a, b) in images(&at_threads).iter().zip(&images(&from_one)) {
+            assert_eq!(a["path"], b["path"]);
+            assert_eq!(a["detections"], b["detections"], "{}: detections, to the last bit ({lanes} lanes)", a["path"]);
+            assert_eq!(a["classification"], b["classification"], "{}: classification ({lanes} lanes)", a["path"]);
+        }
     }
 }
 

@@ -57,6 +57,13 @@ fn var<'a>(vars: &'a Vars, key: &str) -> &'a Tensor {
     vars.get(key).unwrap_or_else(|| panic!("variable `{key}` missing from a strictly loaded model"))
 }
 
+// SAFETY: a Conv's tensors are written only while it is built (`fold`). Afterwards `run` only
+// passes them to libtorch as the read-only inputs of a convolution, and `tensors` lends them only
+// to read (whether any requires grad); the fields are private, so nothing else can reach them.
+// Concurrent forward passes (a CPU run's inference lanes) therefore only read them, as libtorch
+// allows.
+unsafe impl Sync for Conv {}
+
 impl Conv {
     /// Conv `conv` (its `.weight`, and `.bias` if it has one), followed by BatchNorm `bn` if given.
     pub fn fold(vars: &Vars, conv: &str, bn: Option<&str>, stride: i64, pad: i64, at: Target) -> Conv {
@@ -235,6 +242,10 @@ pub struct ResNet18 {
     fc_w: Tensor,
     fc_b: Tensor,
 }
+
+// SAFETY: as for `Conv`: the classifier's own tensors (the final layer's) are written only in
+// `new`, and `run` only reads them.
+unsafe impl Sync for ResNet18 {}
 
 impl ResNet18 {
     pub fn new(vars: &Vars, at: Target) -> Self {
