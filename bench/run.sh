@@ -93,7 +93,8 @@ last = rounds[-1]
 t = last["boxwalk"]["timing"]
 print(f"[{name}]" + (f"  (medians over {len(rounds)} rounds)" if len(rounds) > 1 else ""))
 print(f"  boxwalk end to end : {med(e2e):8.2f} images/s  peak RSS {med(lambda r: r['boxwalk']['peak_rss_mib']):6.0f} MiB"
-      f"  (load {t['load_models_s']:.1f} s, inference {100 * t['inference_s'] / t['total_s']:.0f}% of wall time)")
+      f"  (load {t['load_models_s']:.1f} s, inference {100 * t['inference_s'] / t['total_s']:.0f}% of wall time"
+      f" in {t.get('model_lanes', 1)} lane(s), summed)")
 print(f"  boxwalk models only: {med(lambda r: r['floor']['images_per_s']):8.2f} images/s  (the floor, pre-decoded batches)")
 print(f"  python pipeline    : {med(lambda r: r['python']['images_per_s']):8.2f} images/s"
       f"  peak RSS {med(lambda r: r['python']['peak_rss_mib']):6.0f} MiB")

@@ -1,8 +1,8 @@
 //! Wires the stages of a `detect` run:
 //!
 //! discover → (rayon) decode + preprocess → [bounded channel] → inference thread (owns the models
-//! and the device) → [bounded channel] → (rayon) annotate + encode + atomic write → [bounded
-//! channel] → recorder (fsync, journal, progress) → report.
+//! and the device; on a CPU, up to 4 lanes side by side) → [bounded channel] → (rayon) annotate +
+//! encode + atomic write → [bounded channel] → recorder (fsync, journal, progress) → report.
 //!
 //! Channels hold at most two batches each, so memory stays bounded however many images there
 //! are. A failed image becomes an error entry and the run goes on; results are sorted by path, so
@@ -367,7 +367,10 @@ fn infer_lane(
             // Back to the gate now and then: the count may have closed this lane meanwhile.
             match prepared.recv_timeout(Duration::from_millis(50)) {
                 Ok(b) => Some(b),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    add(&times.wait_for_input, t_wait.elapsed());
+                    continue;
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
             }
         };
@@ -718,7 +721,7 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
     tch::set_num_threads(cfg.threads as i32);
     let models = load_models(cfg)?;
     if cfg.device != Device::Cpu {
-        // As on a run's inference thread (`infer_all`).
+        // As on a run's inference thread (`infer_lane`).
         threads::torch_single_threaded();
     }
     let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };

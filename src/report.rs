@@ -127,11 +127,12 @@ pub struct Timing {
     /// own (the time the data took to reach the disk, not CPU).
     #[serde(default)]
     pub sync_s: f64,
-    /// The inference thread's time waiting for the workers to prepare the next batch (the first
-    /// batch's included): with `wait_for_output_s` and `inference_s`, where a run is bound.
+    /// The inference lanes' time waiting for the workers to prepare the next batch (the first
+    /// batch's included), summed over lanes: with `wait_for_output_s` and `inference_s`, where a
+    /// run is bound.
     #[serde(default)]
     pub wait_for_input_s: f64,
-    /// The inference thread's time waiting for the writers to take its results.
+    /// The inference lanes' time waiting for the writers to take their results.
     #[serde(default)]
     pub wait_for_output_s: f64,
     /// From the run's start until the models had finished the first batch: loading, the first

@@ -12,7 +12,9 @@
 //!
 //! So each worker runs libtorch on its own thread only ([`torch_single_threaded`]), and
 //! [`IntraOpThreads`] lowers the models' thread count while the inference thread waits for
-//! the workers and raises it again when the models hold up a run that leaves cores idle.
+//! the workers and raises it again when the models hold up a run that leaves cores idle. At a
+//! count below `--threads`, more inference lanes run batches side by side (`pipeline`), each at
+//! that count: the models' CPU cost per image falls, and they keep up with the workers.
 //!
 //! The thread count can change the floats: oneDNN picks its blocking by thread count, so the
 //! order of a convolution's sums may differ (SSD300-R50, batch 8: up to 1.8e-4 between 1 and 2
@@ -33,8 +35,9 @@ pub fn torch_single_threaded() {
     #[cfg(unix)]
     // SAFETY: dlsym with RTLD_DEFAULT only looks a symbol up; `omp_set_num_threads` (OpenMP's
     // C API, from the libgomp that libtorch loads) takes one int and sets the calling thread's
-    // count. `at::set_num_threads` is not used because it also changes the process default and
-    // MKL's global count, which the inference thread relies on.
+    // count. `at::set_num_threads` (which sets the calling thread's OpenMP and MKL counts, as the
+    // inference lanes want) is not used because it also changes the process default, the count
+    // that a thread's first libtorch call starts it at.
     unsafe {
         let f = libc::dlsym(libc::RTLD_DEFAULT, c"omp_set_num_threads".as_ptr());
         if !f.is_null() {
