@@ -264,13 +264,15 @@ impl Lanes {
         // Crop classification runs the classifier on batches of every size: left at --threads.
         let threads = (cfg.device == Device::Cpu && !cfg.classify_crops)
             .then(|| IntraOpThreads::starting_at(cfg.threads, injected_model_threads().unwrap_or(cfg.threads)));
-        let count = match &threads {
-            Some(_) => injected_lanes().unwrap_or(cfg.threads).clamp(1, MAX_LANES),
-            None => 1,
-        };
+        let count = injected_lanes().unwrap_or(cfg.threads);
+        Lanes::new(threads, count, started)
+    }
+
+    /// `count` lanes (at most [`MAX_LANES`]; one without a thread count to share out).
+    fn new(threads: Option<IntraOpThreads>, count: usize, started: Instant) -> Lanes {
         Lanes {
+            count: if threads.is_some() { count.clamp(1, MAX_LANES) } else { 1 },
             threads: threads.map(std::sync::Mutex::new),
-            count,
             used: AtomicU64::new(0),
             first_done: Default::default(),
             finished: Default::default(),
@@ -1109,5 +1111,24 @@ fn prune<'a>(cfg: &Config, outputs: impl Iterator<Item = &'a str>) {
             let _ = std::fs::remove_file(cfg.out.join(p));
             let _ = std::fs::remove_file(cfg.out.join(sheet::thumb_rel(rel)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_open_while_they_fit_in_the_threads_at_the_current_count() {
+        let lanes = Lanes::new(Some(IntraOpThreads::starting_at(4, 2)), 8, Instant::now());
+        assert_eq!(lanes.count, MAX_LANES, "at most MAX_LANES");
+        let open = |l: &Lanes| (0..l.count).map(|i| l.open(i)).collect::<Vec<_>>();
+        assert_eq!(open(&lanes), [true, true, false, false], "2 lanes of 2 threads fill 4");
+        lanes.threads().expect("threads").checked(2, 8, false);
+        assert_eq!(open(&lanes), [true, false, false, false], "3 threads: one lane");
+        let lanes = Lanes::new(Some(IntraOpThreads::starting_at(3, 1)), 3, Instant::now());
+        assert_eq!(open(&lanes), [true, true, true]);
+        let device = Lanes::new(None, 4, Instant::now());
+        assert_eq!((device.count, device.open(0)), (1, true), "one lane where the device runs the models");
     }
 }

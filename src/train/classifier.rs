@@ -53,7 +53,8 @@ fn batch_input(items: &[(PathBuf, usize)], augment: bool, seed: u64) -> Result<(
             Ok(preprocess::classifier_input(&preprocess::upload(&img, Device::Cpu)))
         })
         .collect();
-    let x = Tensor::cat(&xs.into_iter().collect::<Result<Vec<_>, _>>()?, 0);
+    // Channels-first: see `detector::make_batch`.
+    let x = Tensor::cat(&xs.into_iter().collect::<Result<Vec<_>, _>>()?, 0).contiguous();
     let y = Tensor::from_slice(&items.iter().map(|(_, c)| *c as i64).collect::<Vec<_>>());
     Ok((x, y))
 }

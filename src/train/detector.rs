@@ -142,7 +142,10 @@ fn make_batch(
         .collect();
     let nb = dboxes.len() as i64;
     let n = parts.len() as i64;
-    let x = Tensor::cat(&parts.iter().map(|p| p.0.shallow_clone()).collect::<Vec<_>>(), 0);
+    // Channels-first, as the preprocessing gave before it kept images channels-last: libtorch
+    // 2.11's oneDNN weight gradient corrupted the heap on channels-last batches (classifier
+    // training, `double free or corruption` in mkldnn_convolution_backward_weights).
+    let x = Tensor::cat(&parts.iter().map(|p| p.0.shallow_clone()).collect::<Vec<_>>(), 0).contiguous();
     let loc: Vec<f32> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
     let lab: Vec<i64> = parts.iter().flat_map(|p| p.2.iter().copied()).collect();
     let gloc = Tensor::from_slice(&loc).view([n, nb, 4]).permute([0, 2, 1]).contiguous();
