@@ -117,9 +117,10 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 n, t = r["counts"]["processed"], r["timing"]
 spans = ("total_s", "cpu_s", "load_models_s", "first_batch_s")
-stages = " ".join(f"{k[:-2]} {1000 * t[k] / n:.2f}" for k in t if k not in spans)
+stages = " ".join(f"{k[:-2]} {1000 * t[k] / n:.2f}" for k in t if k.endswith("_s") and k not in spans)
 open(sys.argv[3], "a").write(f"{sys.argv[2]}: {stages} (ms/img); load {t['load_models_s']:.2f} s, "
-                             f"first batch done at {t['first_batch_s']:.2f} s of {t['total_s']:.2f}\n")
+                             f"first batch done at {t['first_batch_s']:.2f} s of {t['total_s']:.2f}, "
+                             f"{t.get('model_lanes', 1)} inference lane(s)\n")
 boxes = sum(len(e.get("detections") or []) for e in r["images"]) / n
 after_first = (n - min(n, int(sys.argv[4]))) / max(t["total_s"] - t["first_batch_s"], 1e-9)
 print(n / t["total_s"], after_first, 1000 * t["cpu_s"] / n, boxes)
@@ -164,7 +165,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 t, n = r["timing"], r["counts"]["processed"]
 print(f"  --threads {sys.argv[2]}: {n / t['total_s']:.1f} images/s, {1000 * t['cpu_s'] / n:.1f} ms CPU each, "
-      f"inference thread waited {t['wait_for_input_s']:.2f} s for input, {t['wait_for_output_s']:.2f} s for output")
+      f"{t.get('model_lanes', 1)} inference lane(s), which waited {t['wait_for_input_s']:.2f} s for input and "
+      f"{t['wait_for_output_s']:.2f} s for output in all")
 PY
 done
 exit $status
