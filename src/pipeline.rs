@@ -346,6 +346,8 @@ fn infer_lane(
     lanes: &Lanes,
 ) {
     let mut trim = Trim::default();
+    // Lane 0 tunes the thread count; only it reads the CPU time (a system call per batch).
+    let tunes = lane == 0 && lanes.threads.is_some();
     if cfg.device != Device::Cpu {
         // The models run on the device; this thread's CPU ops (copying the outputs back) are too
         // small to share, and on a 16-core GPU machine the OpenMP teams they opened kept about 10
@@ -360,8 +362,6 @@ fn infer_lane(
             std::thread::sleep(Duration::from_millis(5));
             continue;
         }
-        // Only the thread-count controller reads the CPU time (a system call per batch).
-        let tunes = lane == 0 && lanes.threads.is_some();
         let (t_wait, cpu_before) = (Instant::now(), tunes.then(process_cpu_s).flatten());
         let batch = if lane == 0 {
             prepared.recv().ok()
