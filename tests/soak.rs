@@ -19,6 +19,12 @@ fn run(input: &Path, out: &Path) -> Value {
         .arg(demo.join("detector.safetensors"))
         .arg("--classifier-weights")
         .arg(demo.join("classifier.safetensors"))
+        // Two inference lanes from the first batch (test hooks). Left to the thread-count
+        // controller, a 400-image run sometimes ends before it opens the second lane, and the
+        // second lane's batch in flight is 60–80 MiB of peak: 605–660 MiB with one lane against
+        // 675–720 with two, over 8 runs of the 400 images.
+        .env("BOXWALK_TEST_MODEL_THREADS", "1")
+        .env("BOXWALK_TEST_LANES", "2")
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
@@ -44,6 +50,7 @@ fn peak_memory_does_not_grow_with_the_number_of_images() {
     let a = peak(&run(&few, &t.path().join("out-few-1"))).max(peak(&run(&few, &t.path().join("out-few-2"))));
     let large = run(&all, &t.path().join("out-all"));
     assert_eq!(large["counts"]["ok"], 2000);
+    assert_eq!(large["timing"]["model_lanes"], 2);
     let b = peak(&large);
     println!("peak RSS: {a:.0} MiB for 400 images, {b:.0} MiB for 2000 images");
     // 5× the images; the report entries (~1 KiB each) are the only thing that should grow.
