@@ -101,6 +101,9 @@ struct Ready {
     format: ImageFormat,
     det_input: Option<Tensor>,
     cls_input: Option<Tensor>,
+    /// Where the inputs are prepared a batch at a time ([`batched_preprocessing`]): the staged
+    /// pixels, until [`prepare_batch`] has made the inputs from them.
+    staged: Option<Tensor>,
 }
 
 /// An image after inference, ready to draw and write.
@@ -192,12 +195,95 @@ struct Wanted {
     classifier: bool,
 }
 
+/// A worker's part: decodes the image, then prepares its network inputs, or only stages its
+/// pixels where [`prepare_batch`] prepares the batch's inputs together.
 fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> Result<Ready, ImageError> {
     let decoded = timed(&times.decode, || decode::decode_file(&job.source, &cfg.limits))?;
     timed(&times.preprocess, || {
-        let (det_input, cls_input) =
-            preprocess::image_inputs(&decoded.rgb, cfg.device, wanted.detector, wanted.classifier);
-        Ok(Ready { rgb: decoded.rgb, format: decoded.format, det_input, cls_input })
+        let (rgb, format) = (decoded.rgb, decoded.format);
+        if batched_preprocessing(cfg) {
+            let staged = Some(preprocess::stage(&rgb, cfg.device));
+            return Ok(Ready { rgb, format, det_input: None, cls_input: None, staged });
+        }
+        let (det_input, cls_input) = preprocess::image_inputs(&rgb, cfg.device, wanted.detector, wanted.classifier);
+        Ok(Ready { rgb, format, det_input, cls_input, staged: None })
+    })
+}
+
+/// Whether a batch's network inputs are prepared together ([`prepare_batch`]) rather than by each
+/// worker: on an accelerator, where each worker's resize of its image was a few dozen kernel
+/// launches and uploads, from every worker into the stream the models run in (on the H200 at
+/// batch 64, 10–20 ms of the workers' time per image, more than decoding). On the CPU each
+/// worker prepares its image, in parallel.
+fn batched_preprocessing(cfg: &Config) -> bool {
+    cfg.device != Device::Cpu || injected_batched_preprocessing()
+}
+
+/// Test hook: `BOXWALK_TEST_BATCHED_PREPROCESSING=1` prepares a CPU run's inputs a batch at a
+/// time, as on an accelerator, so that the tests run that path without one.
+fn injected_batched_preprocessing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("BOXWALK_TEST_BATCHED_PREPROCESSING").is_ok_and(|v| v == "1"))
+}
+
+/// Makes the network inputs of the staged images in `batch` together
+/// ([`preprocess::batch_inputs`]). If libtorch fails on the batch (out of device memory, say),
+/// each image is prepared alone, and an image that still fails is recorded as failed.
+fn prepare_batch(
+    batch: &mut [(ImageJob, Result<Ready, ImageError>)],
+    cfg: &Config,
+    wanted: Wanted,
+    times: &StageTimes,
+) {
+    timed(&times.preprocess, || {
+        let staged: Vec<(usize, Tensor)> = batch
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, (_, r))| r.as_mut().ok().and_then(|r| r.staged.take()).map(|s| (i, s)))
+            .collect();
+        let inputs = |staged: &[Tensor]| {
+            catch_libtorch(|| {
+                if injected_oom_limit().is_some_and(|limit| staged.len() > limit) {
+                    panic!("CUDA out of memory (injected by BOXWALK_FAULT_OOM_ABOVE)");
+                }
+                preprocess::batch_inputs(staged, cfg.device, wanted.detector, wanted.classifier)
+            })
+        };
+        let all: Vec<Tensor> = staged.iter().map(|(_, s)| s.shallow_clone()).collect();
+        if let Ok((det, cls)) = inputs(&all) {
+            for (k, (i, _)) in staged.iter().enumerate() {
+                if let (_, Ok(r)) = &mut batch[*i] {
+                    r.det_input = det.as_ref().map(|t| t.narrow(0, k as i64, 1));
+                    r.cls_input = cls.as_ref().map(|t| t.narrow(0, k as i64, 1));
+                }
+            }
+            return;
+        }
+        for (i, s) in staged {
+            let (job, r) = &mut batch[i];
+            match inputs(&[s]) {
+                Ok((det, cls)) => {
+                    if let Ok(r) = r {
+                        (r.det_input, r.cls_input) = (det, cls);
+                    }
+                }
+                Err(reason) => {
+                    let path = job.source.clone();
+                    *r = Err(ImageError::Inference { path, reason: format!("preparing the network inputs: {reason}") });
+                }
+            }
+        }
+    })
+}
+
+/// Runs `f`, turning a libtorch error (which tch raises as a panic) into its message.
+fn catch_libtorch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "libtorch error".into())
     })
 }
 
@@ -422,14 +508,9 @@ fn injected_model_threads() -> Option<usize> {
 /// Runs the models on `ready`; when libtorch runs out of memory, retries the two halves
 /// separately (down to single images) instead of failing the batch.
 fn run_models_adaptive(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec<Result<PerImage, String>> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_models(ready, cfg, models))) {
+    match catch_libtorch(|| run_models(ready, cfg, models)) {
         Ok(per_image) => per_image.into_iter().map(Ok).collect(),
-        Err(panic) => {
-            let reason = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "libtorch error".into());
+        Err(reason) => {
             if reason.contains("out of memory") && ready.len() > 1 {
                 let (a, b) = ready.split_at(ready.len() / 2);
                 let mut r = run_models_adaptive(a, cfg, models);
@@ -728,9 +809,14 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
     }
     let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
     let times = StageTimes::default();
-    let ready: Vec<(ImageJob, Ready)> = pool.install(|| {
-        jobs.into_par_iter().filter_map(|j| prepare(&j, cfg, wanted, &times).ok().map(|r| (j, r))).collect()
-    });
+    let mut prepared: Prepared =
+        pool.install(|| jobs.into_par_iter().map(|j| (j.clone(), prepare(&j, cfg, wanted, &times))).collect());
+    if batched_preprocessing(cfg) {
+        for batch in prepared.chunks_mut(cfg.batch_size) {
+            prepare_batch(batch, cfg, wanted, &times);
+        }
+    }
+    let ready: Vec<(ImageJob, Ready)> = prepared.into_iter().filter_map(|(j, r)| r.ok().map(|r| (j, r))).collect();
     // One warm-up batch, as a long run amortises libtorch's first-call costs.
     if let Some(first) = ready.chunks(cfg.batch_size).next() {
         run_models(first, cfg, &models);
@@ -868,8 +954,11 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
                 if observer.should_stop() {
                     break;
                 }
-                let batch =
+                let mut batch: Prepared =
                     pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
+                if batched_preprocessing(cfg) {
+                    prepare_batch(&mut batch, cfg, wanted, times);
+                }
                 if prep_tx.send(batch).is_err() {
                     break;
                 }

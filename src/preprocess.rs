@@ -16,6 +16,10 @@
 //! the same integers with two exact float64 matrix products, so a GPU run sees the very pixels a
 //! CPU run sees (normalised, they can differ in the last bit: CUDA divides by a scalar through its
 //! reciprocal).
+//!
+//! On the CPU each worker prepares its own image ([`image_inputs`]). On an accelerator a worker
+//! only [`stage`]s the pixels, and a batch's inputs are made together ([`batch_inputs`]): one
+//! set of kernels per image size in the batch, not per image.
 
 use image::RgbImage;
 use std::cell::RefCell;
@@ -75,7 +79,7 @@ fn with_pixels<R>(img: &RgbImage, f: impl FnOnce(&Tensor) -> R) -> R {
 fn upload_without_waiting(t: &Tensor, device: Device) -> Tensor {
     // `_pin_memory`: `pin_memory` with a device argument prints a deprecation warning every call.
     match t.f_internal_pin_memory(device) {
-        Ok(pinned) => pinned.to_device_(device, pinned.kind(), true, false),
+        Ok(pinned) => queued_copy(&pinned, device),
         Err(_) => t.to_device(device),
     }
 }
@@ -261,6 +265,102 @@ pub fn image_inputs(
     }
 }
 
+/// What a worker hands on for [`batch_inputs`]: the pixels as a 1×3×H×W uint8 CPU tensor of its
+/// own, page-locked for an accelerator (so that the upload is queued, not waited for: see
+/// [`upload_without_waiting`]).
+pub fn stage(img: &RgbImage, device: Device) -> Tensor {
+    // Complies with `with_pixels`: a copy, page-locked or not, is new memory.
+    nchw(&with_pixels(img, |hwc| {
+        if device == Device::Cpu {
+            hwc.copy()
+        } else {
+            hwc.f_internal_pin_memory(device).unwrap_or_else(|_| hwc.copy())
+        }
+    }))
+}
+
+/// At most this many bytes of float64 pixels per step of [`batch_inputs`] (which is what the
+/// separable resize works in, with about as much again for its intermediate results): a 640×480
+/// image takes 7 MiB, so a batch of 64 goes in one step; a 12 MP one takes 288 MiB.
+const BATCH_STEP_BYTES: i64 = 512 << 20;
+
+/// Both network inputs of a batch of [`stage`]d images, in their order, on `device`. The images
+/// of one size are uploaded and resized together, so a batch costs a few dozen kernel launches per
+/// size instead of per image. The values are those [`inputs`] gives each image alone: every step
+/// works image by image, and the separable resize's float64 sums are exact.
+pub fn batch_inputs(
+    staged: &[Tensor],
+    device: Device,
+    detector: bool,
+    classifier: bool,
+) -> (Option<Tensor>, Option<Tensor>) {
+    batch_inputs_in_steps(staged, device, detector, classifier, BATCH_STEP_BYTES)
+}
+
+fn batch_inputs_in_steps(
+    staged: &[Tensor],
+    device: Device,
+    detector: bool,
+    classifier: bool,
+    step_bytes: i64,
+) -> (Option<Tensor>, Option<Tensor>) {
+    if staged.is_empty() {
+        return (None, None);
+    }
+    let _guard = tch::no_grad_guard();
+    // The images' indices by size, sizes in order of first appearance.
+    let mut sizes: Vec<((i64, i64), Vec<usize>)> = Vec::new();
+    for (i, t) in staged.iter().enumerate() {
+        let size = t.size();
+        let key = (size[2], size[3]);
+        match sizes.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, indices)) => indices.push(i),
+            None => sizes.push((key, vec![i])),
+        }
+    }
+    let (mut order, mut det, mut cls) = (Vec::new(), Vec::new(), Vec::new());
+    for ((h, w), indices) in sizes {
+        let per_step = (step_bytes / (h * w * 3 * 8)).max(1) as usize;
+        for step in indices.chunks(per_step) {
+            let up: Vec<Tensor> =
+                step.iter()
+                    .map(|&i| {
+                        if device == Device::Cpu {
+                            staged[i].shallow_clone()
+                        } else {
+                            queued_copy(&staged[i], device)
+                        }
+                    })
+                    .collect();
+            let (d, c) = inputs(&Tensor::cat(&up, 0), detector, classifier);
+            order.extend_from_slice(step);
+            det.extend(d);
+            cls.extend(c);
+        }
+    }
+    let in_order = |parts: Vec<Tensor>| in_batch_order(&parts, &order);
+    (detector.then(|| in_order(det)), classifier.then(|| in_order(cls)))
+}
+
+/// A CPU tensor queued for copying to `device` (without waiting where it is page-locked).
+fn queued_copy(t: &Tensor, device: Device) -> Tensor {
+    t.to_device_(device, t.kind(), true, false)
+}
+
+/// `parts` (batches of images, concatenated in `order` of the images' indices) as one batch in
+/// index order.
+fn in_batch_order(parts: &[Tensor], order: &[usize]) -> Tensor {
+    let all = if parts.len() == 1 { parts[0].shallow_clone() } else { Tensor::cat(parts, 0) };
+    if order.iter().enumerate().all(|(k, &i)| k == i) {
+        return all;
+    }
+    let mut at = vec![0; order.len()];
+    for (k, &i) in order.iter().enumerate() {
+        at[i] = k as i64;
+    }
+    Tensor::cat(&at.iter().map(|&k| all.narrow(0, k, 1)).collect::<Vec<_>>(), 0)
+}
+
 /// torchvision's resize target for `[256]`: the short side becomes 256, the long side
 /// `int(256 * long / short)` (Python float division, truncated).
 pub fn resize_short_side(w: i64, h: i64, short_target: i64) -> (i64, i64) {
@@ -385,6 +485,52 @@ mod tests {
             assert_eq!(native.size(), vec![1, 3, oh, ow]);
             let diff = (native.to_kind(Kind::Int) - ours.to_kind(Kind::Int)).abs().max().int64_value(&[]);
             assert_eq!(diff, 0, "{w}x{h} -> {ow}x{oh}");
+        }
+    }
+
+    /// A batch of images of several sizes, in any order and in steps of any length, gets the
+    /// inputs each image gets alone.
+    #[test]
+    fn batch_inputs_are_each_images_own_inputs_in_batch_order() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let sizes = [(37, 23), (64, 48), (37, 23), (300, 300), (64, 48), (37, 23), (23, 37)];
+        let images: Vec<RgbImage> =
+            sizes.iter().map(|&(w, h)| RgbImage::from_fn(w, h, |_, _| image::Rgb(rng.gen()))).collect();
+        let staged: Vec<Tensor> = images.iter().map(|img| stage(img, Device::Cpu)).collect();
+        // 37×23 takes 20 424 bytes a step: all of one size at once, then one or two at a time.
+        for step_bytes in [BATCH_STEP_BYTES, 45_000, 1] {
+            for (detector, classifier) in [(true, true), (true, false), (false, true)] {
+                let (det, cls) = batch_inputs_in_steps(&staged, Device::Cpu, detector, classifier, step_bytes);
+                assert_eq!((det.is_some(), cls.is_some()), (detector, classifier));
+                for (i, img) in images.iter().enumerate() {
+                    let (want_det, want_cls) = image_inputs(img, Device::Cpu, detector, classifier);
+                    let what = format!("image {i} ({:?}), steps of {step_bytes} bytes", img.dimensions());
+                    if let (Some(got), Some(want)) = (&det, want_det) {
+                        assert!(got.narrow(0, i as i64, 1).equal(&want), "{what}: detector input");
+                    }
+                    if let (Some(got), Some(want)) = (&cls, want_cls) {
+                        assert!(got.narrow(0, i as i64, 1).equal(&want), "{what}: classifier input");
+                    }
+                }
+            }
+        }
+        assert_eq!(batch_inputs(&[], Device::Cpu, true, true).0.map(|t| t.size()), None);
+    }
+
+    /// The separable resize of several images at once (a GPU run's batches) gives each image the
+    /// CPU kernel's integers.
+    #[test]
+    fn separable_resize_of_a_batch_equals_the_cpu_kernel_per_image() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let images: Vec<Tensor> =
+            (0..4).map(|_| upload(&RgbImage::from_fn(97, 61, |_, _| image::Rgb(rng.gen())), Device::Cpu)).collect();
+        for (h, w) in [(300, 300), (256, 407), (130, 40)] {
+            let batch = resize_u8_separable(&Tensor::cat(&images, 0), h, w);
+            for (i, img) in images.iter().enumerate() {
+                assert!(batch.narrow(0, i as i64, 1).equal(&resize_u8(img, h, w)), "image {i} to {w}×{h}");
+            }
         }
     }
 

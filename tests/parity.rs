@@ -217,6 +217,37 @@ fn results_do_not_depend_on_the_batch_and_no_training_state_leaks() {
     }
 }
 
+/// The report of a CPU run over the reference images at `--threads 2`, batches of 4 and 2
+/// (each batch size is checked on its own), with the test hooks in `env`.
+fn reference_run_report(f: &Fixture, env: &[(&str, &str)]) -> Value {
+    let out = tempfile::tempdir().expect("tempdir");
+    let d = &f.dir;
+    let mut cmd = common::boxwalk();
+    cmd.arg("detect").arg(d.join("images")).arg("--out").arg(out.path());
+    cmd.arg("--detector-weights").arg(d.join("ssd300.safetensors"));
+    cmd.arg("--classifier-weights").arg(d.join("resnet18.safetensors"));
+    cmd.args(["--device", "cpu", "--threads", "2", "--batch-size", "4", "--quiet", "--no-html"]);
+    cmd.envs(env.iter().copied());
+    let o = cmd.output().expect("run boxwalk");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).expect("report")).expect("json");
+    assert_eq!(report["images"].as_array().expect("images").len(), f.images().len());
+    report
+}
+
+/// Every image's detections and classification in `b` are `a`'s, to the last bit.
+fn assert_same_results(a: &Value, b: &Value, what: &str) {
+    let images = |r: &Value| r["images"].as_array().expect("images").clone();
+    let drawn: usize = images(a).iter().map(|e| e["detections"].as_array().map_or(0, Vec::len)).sum();
+    assert!(drawn > 0, "the reference weights draw boxes above the threshold");
+    for (a, b) in images(a).iter().zip(&images(b)) {
+        assert_eq!(a["path"], b["path"]);
+        assert_eq!(a["detections"], b["detections"], "{}: detections, to the last bit ({what})", a["path"]);
+        assert_eq!(a["classification"], b["classification"], "{}: classification ({what})", a["path"]);
+    }
+}
+
 /// A CPU run lowers the models' thread count when the workers are its bottleneck (and then runs
 /// batches side by side in several lanes), and SSD300-R50's floats depend on the thread count
 /// (oneDNN blocks its sums by it). A lower count must only be used where it gives --threads' very
@@ -225,34 +256,23 @@ fn results_do_not_depend_on_the_batch_and_no_training_state_leaks() {
 #[test]
 fn the_models_thread_count_never_changes_a_runs_results() {
     let f = fixture();
-    let d = &f.dir;
-    let report = |start: Option<&str>, lanes: &str| -> Value {
-        let out = tempfile::tempdir().expect("tempdir");
-        let mut cmd = common::boxwalk();
-        cmd.arg("detect").arg(d.join("images")).arg("--out").arg(out.path());
-        cmd.arg("--detector-weights").arg(d.join("ssd300.safetensors"));
-        cmd.arg("--classifier-weights").arg(d.join("resnet18.safetensors"));
-        // Batches of 4 and 2: each batch size is checked on its own.
-        cmd.args(["--device", "cpu", "--threads", "2", "--batch-size", "4", "--quiet", "--no-html"]);
-        if let Some(n) = start {
-            cmd.env("BOXWALK_TEST_MODEL_THREADS", n);
-        }
-        cmd.env("BOXWALK_TEST_LANES", lanes);
-        let o = cmd.output().expect("run boxwalk");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).expect("report")).expect("json")
-    };
-    let at_threads = report(None, "1");
-    let images = |r: &Value| r["images"].as_array().expect("images").clone();
-    assert_eq!(images(&at_threads).len(), f.images().len());
+    let at_threads = reference_run_report(&f, &[("BOXWALK_TEST_LANES", "1")]);
     for lanes in ["1", "2"] {
-        let from_one = report(Some("1"), lanes);
-        for (a, b) in images(&at_threads).iter().zip(&images(&from_one)) {
-            assert_eq!(a["path"], b["path"]);
-            assert_eq!(a["detections"], b["detections"], "{}: detections, to the last bit ({lanes} lanes)", a["path"]);
-            assert_eq!(a["classification"], b["classification"], "{}: classification ({lanes} lanes)", a["path"]);
-        }
+        let from_one = reference_run_report(&f, &[("BOXWALK_TEST_MODEL_THREADS", "1"), ("BOXWALK_TEST_LANES", lanes)]);
+        assert_same_results(&at_threads, &from_one, &format!("{lanes} lanes"));
     }
+}
+
+/// On an accelerator the inputs are prepared a batch at a time, the images of each size together
+/// (the reference images have several sizes, so the batches mix them): the run reports exactly
+/// what preparing each image alone gives. The test hook takes that path on the CPU.
+#[test]
+fn preparing_a_batch_at_once_gives_each_image_its_own_results() {
+    let f = fixture();
+    let one_lane = ("BOXWALK_TEST_LANES", "1");
+    let alone = reference_run_report(&f, &[one_lane]);
+    let batched = reference_run_report(&f, &[one_lane, ("BOXWALK_TEST_BATCHED_PREPROCESSING", "1")]);
+    assert_same_results(&alone, &batched, "inputs prepared a batch at a time");
 }
 
 #[test]
