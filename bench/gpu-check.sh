@@ -17,7 +17,10 @@
 #      run, the CPU time per image and the boxes drawn per image. The reference weights as they
 #      are draw 22 boxes per image here and leave thousands of candidates to NMS; the table uses
 #      them with the background logit raised by 2 (6.5 boxes per image, about COCO's 7.3 objects
-#      per image), and one last row shows the weights as they are;
+#      per image), and one last row shows the weights as they are. Then the largest batch with
+#      --half (raised background) once more, on the N images 10 times over (hard links): that
+#      amortises the start-up as a nightly run does (at 2000 images/s, 1000 images take half a
+#      second, less than starting CUDA may take);
 #   4. the demo models end to end on all the machine's CPU cores against the Python pipeline, on
 #      400 of the images (bench/run.sh's comparison, at a core count the build machines do not
 #      have), then boxwalk alone at all, half and a quarter of the cores.
@@ -28,9 +31,9 @@
 # Exit status: non-zero when a parity or fp16 check fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-dev=cuda batches="1 8 32 64" halves="off on" n=1000
+dev=cuda batches="1 8 32 64" halves="off on" n=1000 reps=10
 if [ "${1:-}" = --cpu ]; then
-  dev=cpu batches="1 8" halves="off" n=24
+  dev=cpu batches="1 8" halves="off" n=24 reps=3
   shift
 fi
 n=${1:-$n}
@@ -97,39 +100,51 @@ biased=$work/ssd300-background-2.safetensors
 printf '%-6s %-5s %-8s %12s %12s %13s %9s %10s %8s %s\n' batch half weights "end-to-end/s" "after-first/s" \
   "models-only/s" "e2e/floor" "CPU ms/img" "boxes" "GPU util"
 : >"$work/stages"
-# row BATCH HALF WEIGHTS(biased|as-is): one end-to-end run and one models-only run.
-row() {
-  local b=$1 h=$2 w=$3 smi= det=$biased
-  [ "$w" = as-is ] && det=$ref/ssd300.safetensors
-  local flags=(--detector-weights "$det" --classifier-weights "$ref/resnet18.safetensors" --device "$dev" --batch-size "$b")
-  [ "$h" = on ] && flags+=(--half)
+# set_flags BATCH HALF WEIGHTS(biased|as-is): the detect options of a table row, into `flags`.
+set_flags() {
+  local det=$biased
+  [ "$3" = as-is ] && det=$ref/ssd300.safetensors
+  flags=(--detector-weights "$det" --classifier-weights "$ref/resnet18.safetensors" --device "$dev" --batch-size "$1")
+  [ "$2" = on ] && flags+=(--half)
+}
+# e2e IMAGES LABEL BATCH FLAGS...: one end-to-end run with the GPU's utilisation sampled; sets
+# rate, after_first, cpu_ms, boxes and util, and adds the stage times to $work/stages.
+e2e() {
+  local images=$1 label=$2 b=$3 smi=
+  shift 3
   rm -rf "$work/out"
   : >"$work/util"
   if [ "$dev" = cuda ]; then
     nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 >"$work/util" &
     smi=$!
   fi
-  "$bin" detect "$imgs" --out "$work/out" --format jpeg --quiet "${flags[@]}" || fail "detect batch $b half $h"
+  "$bin" detect "$images" --out "$work/out" --format jpeg --quiet "$@" || fail "detect, $label"
   [ -n "$smi" ] && kill "$smi" 2>/dev/null
   util=$("$py" bench/gpu_check.py util "$work/util")
-  read -r e2e after_first cpu_ms boxes < <("$py" - "$work/out/report.json" "$b $h $w" "$work/stages" "$b" <<'PY'
+  "$py" - "$work/out/report.json" "$label" "$work/stages" "$b" >"$work/e2e" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 n, t = r["counts"]["processed"], r["timing"]
 spans = ("total_s", "cpu_s", "load_models_s", "first_batch_s")
 stages = " ".join(f"{k[:-2]} {1000 * t[k] / n:.2f}" for k in t if k.endswith("_s") and k not in spans)
-open(sys.argv[3], "a").write(f"{sys.argv[2]}: {stages} (ms/img); load {t['load_models_s']:.2f} s, "
+open(sys.argv[3], "a").write(f"{sys.argv[2]}: {n} images; {stages} (ms/img); load {t['load_models_s']:.2f} s, "
                              f"first batch done at {t['first_batch_s']:.2f} s of {t['total_s']:.2f}, "
                              f"{t.get('model_lanes', 1)} inference lane(s)\n")
 boxes = sum(len(e.get("detections") or []) for e in r["images"]) / n
 after_first = (n - min(n, int(sys.argv[4]))) / max(t["total_s"] - t["first_batch_s"], 1e-9)
 print(n / t["total_s"], after_first, 1000 * t["cpu_s"] / n, boxes)
 PY
-)
+  read -r rate after_first cpu_ms boxes <"$work/e2e"
+}
+# row BATCH HALF WEIGHTS: one end-to-end run and one models-only run on the N images.
+row() {
+  local b=$1 h=$2 w=$3
+  set_flags "$b" "$h" "$w"
+  e2e "$imgs" "$b $h $w" "$b" "${flags[@]}"
   floor=$("$bin" detect "$imgs" --out "$work/floor" --bench-forward "${flags[@]}" \
     | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
-  printf '%-6s %-5s %-8s %12.1f %12.1f %13.1f %9.2f %10.2f %8.1f %s\n' "$b" "$h" "$w" "$e2e" "$after_first" "$floor" \
-    "$("$py" -c "print($floor / $e2e)")" "$cpu_ms" "$boxes" "$util"
+  printf '%-6s %-5s %-8s %12.1f %12.1f %13.1f %9.2f %10.2f %8.1f %s\n' "$b" "$h" "$w" "$rate" "$after_first" "$floor" \
+    "$("$py" -c "print($floor / $rate)")" "$cpu_ms" "$boxes" "$util"
 }
 for b in $batches; do
   for h in $halves; do
@@ -137,6 +152,23 @@ for b in $batches; do
   done
 done
 row "${batches##* }" "${halves##* }" as-is
+# A nightly run amortises what a short one cannot (starting the process, loading the models and,
+# on CUDA, creating the context and loading kernels): the last row's configuration on the N
+# images $reps times over (hard links in $reps folders; each is an input of its own).
+long=$work/images-long-$reps
+if [ ! -f "$long/.done" ]; then
+  rm -rf "$long"
+  for k in $(seq "$reps"); do
+    mkdir -p "$long/$k"
+    find "$imgs" -maxdepth 1 -name '*.jpg' -exec ln -t "$long/$k" {} +
+  done
+  touch "$long/.done"
+fi
+set_flags "${batches##* }" "${halves##* }" biased
+e2e "$long" "long run" "${batches##* }" "${flags[@]}"
+printf 'long run, %d images, batch %s, half %s: %.1f images/s end to end, %.1f after the first batch, ' \
+  "$((n * reps))" "${batches##* }" "${halves##* }" "$rate" "$after_first"
+printf '%.2f CPU ms/img, GPU util %s\n' "$cpu_ms" "$util"
 cat "$work/stages"
 
 echo "== 4. CPU end to end on all $(nproc) cores: demo models, boxwalk against the Python pipeline"
