@@ -210,6 +210,23 @@ fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> 
     })
 }
 
+/// Decodes and prepares a batch's images on the workers, then, where that is done a batch at a
+/// time, their network inputs.
+fn prepare_chunk(
+    chunk: &[ImageJob],
+    pool: &rayon::ThreadPool,
+    cfg: &Config,
+    wanted: Wanted,
+    times: &StageTimes,
+) -> Prepared {
+    let mut batch: Prepared =
+        pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
+    if batched_preprocessing(cfg) {
+        prepare_batch(&mut batch, cfg, wanted, times);
+    }
+    batch
+}
+
 /// Whether a batch's network inputs are prepared together ([`prepare_batch`]) rather than by each
 /// worker: on an accelerator, where each worker's resize of its image was a few dozen kernel
 /// launches and uploads, from every worker into the stream the models run in (on the H200 at
@@ -809,14 +826,12 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
     }
     let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
     let times = StageTimes::default();
-    let mut prepared: Prepared =
-        pool.install(|| jobs.into_par_iter().map(|j| (j.clone(), prepare(&j, cfg, wanted, &times))).collect());
-    if batched_preprocessing(cfg) {
-        for batch in prepared.chunks_mut(cfg.batch_size) {
-            prepare_batch(batch, cfg, wanted, &times);
-        }
-    }
-    let ready: Vec<(ImageJob, Ready)> = prepared.into_iter().filter_map(|(j, r)| r.ok().map(|r| (j, r))).collect();
+    // Batch by batch, as a run prepares them (page-locked staging memory is then reused).
+    let ready: Vec<(ImageJob, Ready)> = jobs
+        .chunks(cfg.batch_size)
+        .flat_map(|chunk| prepare_chunk(chunk, &pool, cfg, wanted, &times))
+        .filter_map(|(j, r)| r.ok().map(|r| (j, r)))
+        .collect();
     // One warm-up batch, as a long run amortises libtorch's first-call costs.
     if let Some(first) = ready.chunks(cfg.batch_size).next() {
         run_models(first, cfg, &models);
@@ -954,12 +969,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
                 if observer.should_stop() {
                     break;
                 }
-                let mut batch: Prepared =
-                    pool.install(|| chunk.par_iter().map(|j| (j.clone(), prepare(j, cfg, wanted, times))).collect());
-                if batched_preprocessing(cfg) {
-                    prepare_batch(&mut batch, cfg, wanted, times);
-                }
-                if prep_tx.send(batch).is_err() {
+                if prep_tx.send(prepare_chunk(chunk, pool, cfg, wanted, times)).is_err() {
                     break;
                 }
             }
