@@ -939,31 +939,15 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
     }
     counts.processed = todo.len();
 
-    tch::set_num_threads(cfg.threads as i32);
-    let t_load = Instant::now();
-    let models = if todo.is_empty() {
-        Models { detector: None, classifier: None, keep_labels: None }
-    } else {
-        load_models(cfg)?
-    };
-    let load_models_s = t_load.elapsed().as_secs_f64();
-    let mut journal = if todo.is_empty() {
-        None
-    } else {
-        Some(Journal::open(&cfg.out, &run_key).map_err(|e| out_err(format!("cannot write the journal: {e}")))?)
-    };
-
-    observer.started(todo.len(), carried.len());
     let times = StageTimes::default();
-    let box_context = BoxContext::new(&models);
-    let lanes = Lanes::for_run(cfg, t0);
-    let mut entries: Vec<ImageEntry> = std::thread::scope(|s| {
+    // From the options, so that the workers can start before the models are loaded.
+    let wanted = Wanted { detector: cfg.detector_weights.is_some(), classifier: cfg.classifier_weights.is_some() };
+    let (mut entries, journal, load_models_s, model_lanes) = std::thread::scope(|s| {
         let (prep_tx, prep_rx) = crossbeam_channel::bounded::<Prepared>(2);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<InferredBatch>(2);
-        let (pool, times) = (&pool, &times);
-        let wanted = Wanted { detector: models.detector.is_some(), classifier: models.classifier.is_some() };
-        let todo = &todo;
-        let boxes = box_context.as_ref();
+        let (pool, times, todo) = (&pool, &times, &todo);
+        // The workers decode and prepare the first batches while the models load (on a GPU, while
+        // CUDA starts too). Should loading fail, the channel closes and this thread stops after
+        // the batch in hand.
         s.spawn(move || {
             for chunk in todo.chunks(cfg.batch_size) {
                 if observer.should_stop() {
@@ -974,45 +958,24 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
                 }
             }
         });
-        // The writer draws and encodes a batch while the recorder waits for the previous one to
-        // reach the disk: fsync latency (a network share, a VM's disk) does not hold up the
-        // workers.
-        let (written_tx, written_rx) = crossbeam_channel::bounded::<Vec<ImageEntry>>(2);
-        s.spawn(move || {
-            for batch in done_rx {
-                let written: Vec<ImageEntry> =
-                    pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, boxes, cfg, times)).collect());
-                if written_tx.send(written).is_err() {
-                    break;
-                }
-            }
-        });
-        let journal = &mut journal;
-        let recorder = s.spawn(move || -> Result<Vec<ImageEntry>, FatalError> {
-            let mut entries = Vec::new();
-            for mut written in written_rx {
-                // The journal line is the record that an output is done: its data first.
-                timed(&times.sync, || sync_outputs(&mut written, cfg));
-                for e in &written {
-                    observer.finished(e);
-                }
-                if let Some(j) = journal.as_mut() {
-                    timed(&times.sync, || j.append(&written)).map_err(|e| FatalError::Output {
-                        path: cfg.out.join(journal::JOURNAL),
-                        reason: e.to_string(),
-                    })?;
-                }
-                entries.extend(written);
-            }
-            Ok(entries)
-        });
-        let lanes = &lanes;
-        for lane in 1..lanes.count {
-            let (prep_rx, done_tx, models) = (prep_rx.clone(), done_tx.clone(), &models);
-            s.spawn(move || infer_lane(lane, prep_rx, done_tx, cfg, models, times, lanes));
-        }
-        infer_lane(0, prep_rx, done_tx, cfg, &models, times, lanes);
-        recorder.join().map_err(|_| FatalError::Setup("the recorder thread panicked".into()))?
+        tch::set_num_threads(cfg.threads as i32);
+        let t_load = Instant::now();
+        let models = if todo.is_empty() {
+            Models { detector: None, classifier: None, keep_labels: None }
+        } else {
+            load_models(cfg)?
+        };
+        let load_models_s = t_load.elapsed().as_secs_f64();
+        let mut journal = if todo.is_empty() {
+            None
+        } else {
+            Some(Journal::open(&cfg.out, &run_key).map_err(|e| out_err(format!("cannot write the journal: {e}")))?)
+        };
+        observer.started(todo.len(), carried.len());
+        let lanes = Lanes::for_run(cfg, t0);
+        let shared = Shared { cfg, observer, times, pool };
+        let entries = infer_and_write(prep_rx, &models, &lanes, &mut journal, shared)?;
+        Ok::<_, FatalError>((entries, journal, load_models_s, lanes.used()))
     })?;
     let interrupted = observer.should_stop() && entries.len() < todo.len();
     entries.extend(carried);
@@ -1048,7 +1011,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             wait_for_input_s: secs(&times.wait_for_input),
             wait_for_output_s: secs(&times.wait_for_output),
             first_batch_s: secs(&times.first_batch),
-            model_lanes: lanes.used(),
+            model_lanes,
         },
         images: entries,
         skipped: skipped
@@ -1067,6 +1030,70 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
     }
     write_extras(cfg, &report, &pool)?;
     Ok(Summary { report, report_path })
+}
+
+/// What every thread of a run reads.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    cfg: &'a Config,
+    observer: &'a dyn Observer,
+    times: &'a StageTimes,
+    pool: &'a rayon::ThreadPool,
+}
+
+/// The rest of a run once its models are loaded: the inference lanes take the prepared batches
+/// from `prepared`, the writer draws and encodes their images, and the recorder syncs them and
+/// journals each batch. Returns the written entries.
+fn infer_and_write(
+    prepared: crossbeam_channel::Receiver<Prepared>,
+    models: &Models,
+    lanes: &Lanes,
+    journal: &mut Option<Journal>,
+    run: Shared,
+) -> Result<Vec<ImageEntry>, FatalError> {
+    let Shared { cfg, observer, times, pool } = run;
+    let box_context = BoxContext::new(models);
+    let boxes = box_context.as_ref();
+    std::thread::scope(|s| {
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<InferredBatch>(2);
+        // The writer draws and encodes a batch while the recorder waits for the previous one to
+        // reach the disk: fsync latency (a network share, a VM's disk) does not hold up the
+        // workers.
+        let (written_tx, written_rx) = crossbeam_channel::bounded::<Vec<ImageEntry>>(2);
+        s.spawn(move || {
+            for batch in done_rx {
+                let written: Vec<ImageEntry> =
+                    pool.install(|| batch.into_par_iter().map(|(j, r)| write_one(j, r, boxes, cfg, times)).collect());
+                if written_tx.send(written).is_err() {
+                    break;
+                }
+            }
+        });
+        let recorder = s.spawn(move || -> Result<Vec<ImageEntry>, FatalError> {
+            let mut entries = Vec::new();
+            for mut written in written_rx {
+                // The journal line is the record that an output is done: its data first.
+                timed(&times.sync, || sync_outputs(&mut written, cfg));
+                for e in &written {
+                    observer.finished(e);
+                }
+                if let Some(j) = journal.as_mut() {
+                    timed(&times.sync, || j.append(&written)).map_err(|e| FatalError::Output {
+                        path: cfg.out.join(journal::JOURNAL),
+                        reason: e.to_string(),
+                    })?;
+                }
+                entries.extend(written);
+            }
+            Ok(entries)
+        });
+        for lane in 1..lanes.count {
+            let (prepared, done_tx) = (prepared.clone(), done_tx.clone());
+            s.spawn(move || infer_lane(lane, prepared, done_tx, cfg, models, times, lanes));
+        }
+        infer_lane(0, prepared, done_tx, cfg, models, times, lanes);
+        recorder.join().map_err(|_| FatalError::Setup("the recorder thread panicked".into()))?
+    })
 }
 
 /// What is derived from the report: the contact sheet, `--csv` and `--coco-json`.
