@@ -14,15 +14,16 @@ fn run(input: &Path, out: &Path) -> Value {
         .arg(input)
         .arg("--out")
         .arg(out)
-        .args(["--device", "cpu", "--batch-size", "16", "--quiet"])
+        .args(["--device", "cpu", "--threads", "2", "--batch-size", "16", "--quiet"])
         .arg("--detector-weights")
         .arg(demo.join("detector.safetensors"))
         .arg("--classifier-weights")
         .arg(demo.join("classifier.safetensors"))
-        // Two inference lanes from the first batch (test hooks). Left to the thread-count
-        // controller, a 400-image run sometimes ends before it opens the second lane, and the
-        // second lane's batch in flight is 60–80 MiB of peak: 604–659 MiB with one lane against
-        // 673–717 with two, over 8 runs of the 400 images.
+        // Two inference lanes from the first batch (test hooks; at one thread each, two fit in
+        // --threads 2 on any machine). Left to the thread-count controller, a 400-image run
+        // sometimes ends before it opens the second lane, and the second lane's batch in flight
+        // is 60–80 MiB of peak: 604–659 MiB with one lane against 673–717 with two, over 8 runs
+        // of the 400 images.
         .env("BOXWALK_TEST_MODEL_THREADS", "1")
         .env("BOXWALK_TEST_LANES", "2")
         .output()
