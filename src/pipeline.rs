@@ -253,32 +253,29 @@ fn prepare_batch(
     times: &StageTimes,
 ) {
     timed(&times.preprocess, || {
-        let staged: Vec<(usize, Tensor)> = batch
+        let (at, staged): (Vec<usize>, Vec<Tensor>) = batch
             .iter_mut()
             .enumerate()
             .filter_map(|(i, (_, r))| r.as_mut().ok().and_then(|r| r.staged.take()).map(|s| (i, s)))
-            .collect();
+            .unzip();
         let inputs = |staged: &[Tensor]| {
             catch_libtorch(|| {
-                if injected_oom_limit().is_some_and(|limit| staged.len() > limit) {
-                    panic!("CUDA out of memory (injected by BOXWALK_FAULT_OOM_ABOVE)");
-                }
+                injected_oom(staged.len());
                 preprocess::batch_inputs(staged, cfg.device, wanted.detector, wanted.classifier)
             })
         };
-        let all: Vec<Tensor> = staged.iter().map(|(_, s)| s.shallow_clone()).collect();
-        if let Ok((det, cls)) = inputs(&all) {
-            for (k, (i, _)) in staged.iter().enumerate() {
-                if let (_, Ok(r)) = &mut batch[*i] {
+        if let Ok((det, cls)) = inputs(&staged) {
+            for (k, &i) in at.iter().enumerate() {
+                if let (_, Ok(r)) = &mut batch[i] {
                     r.det_input = det.as_ref().map(|t| t.narrow(0, k as i64, 1));
                     r.cls_input = cls.as_ref().map(|t| t.narrow(0, k as i64, 1));
                 }
             }
             return;
         }
-        for (i, s) in staged {
+        for (i, s) in at.into_iter().zip(&staged) {
             let (job, r) = &mut batch[i];
-            match inputs(&[s]) {
+            match inputs(std::slice::from_ref(s)) {
                 Ok((det, cls)) => {
                     if let Ok(r) = r {
                         (r.det_input, r.cls_input) = (det, cls);
@@ -540,11 +537,15 @@ fn run_models_adaptive(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Model
     }
 }
 
-/// Test hook: `BOXWALK_FAULT_OOM_ABOVE=N` makes every batch of more than N images fail as if
-/// the device ran out of memory, so that the retry path can be tested without a GPU.
-fn injected_oom_limit() -> Option<usize> {
+/// Test hook: `BOXWALK_FAULT_OOM_ABOVE=N` makes every batch of more than N `images` fail (panic,
+/// as tch does on a libtorch error) as if the device ran out of memory, in the models and in
+/// preparing a batch's inputs, so that the retry paths can be tested without a GPU.
+fn injected_oom(images: usize) {
     static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| std::env::var("BOXWALK_FAULT_OOM_ABOVE").ok().and_then(|v| v.parse().ok()))
+    let limit = *LIMIT.get_or_init(|| std::env::var("BOXWALK_FAULT_OOM_ABOVE").ok().and_then(|v| v.parse().ok()));
+    if limit.is_some_and(|limit| images > limit) {
+        panic!("CUDA out of memory (injected by BOXWALK_FAULT_OOM_ABOVE)");
+    }
 }
 
 /// The models' results for one image.
@@ -601,9 +602,7 @@ fn stack(inputs: impl Iterator<Item = Option<Tensor>>) -> Option<Tensor> {
 }
 
 fn run_models(ready: &[(ImageJob, Ready)], cfg: &Config, models: &Models) -> Vec<PerImage> {
-    if injected_oom_limit().is_some_and(|limit| ready.len() > limit) {
-        panic!("CUDA out of memory (injected by BOXWALK_FAULT_OOM_ABOVE)");
-    }
+    injected_oom(ready.len());
     let mut per: Vec<PerImage> = vec![PerImage::default(); ready.len()];
     if let Some(det) = &models.detector {
         if let Some(x) = stack(ready.iter().map(|(_, r)| r.det_input.as_ref().map(Tensor::shallow_clone))) {
