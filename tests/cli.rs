@@ -124,8 +124,12 @@ fn exit_codes_and_messages() {
     let (code, _, stderr) = detect(&[&good], &t.path().join("o3"), &["--classes", "person,unicorn"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("unicorn"), "{stderr}");
-    let (code, _, stderr) = detect(&[&good], &t.path().join("o3"), &["--half", "--device", "cpu"]);
-    assert_eq!(code, 1, "--half on CPU: {stderr}");
+    // `detect` passes `--device cpu`.
+    for (flag, message) in [("--half", "--half needs a CUDA device")] {
+        let (code, _, stderr) = detect(&[&good], &t.path().join("o3"), &[flag]);
+        assert_eq!(code, 1, "{flag} on CPU: {stderr}");
+        assert!(stderr.contains(message), "{flag} on CPU: {stderr}");
+    }
 
     let missing = t.path().join("nowhere.safetensors");
     let args: Vec<OsString> = vec![
