@@ -12,15 +12,17 @@
 #      noise of 3e-4 of each offset and 3e-3 of the mean logit already unmatched 2 of 516), so
 #      there 90% must match: a broken fp16 path matches next to none;
 #   3. throughput: end to end (annotated JPEGs + report; the whole run, and after the first batch)
-#      and the models-only floor on N 640×480 JPEGs (plus 4 at 4000×3000) at batch 1, 8, 32, 64,
-#      with and without --half, with the GPU's mean utilisation (nvidia-smi) during each end-to-end
-#      run, the CPU time per image and the boxes drawn per image. The reference weights as they
-#      are draw 22 boxes per image here and leave thousands of candidates to NMS; the table uses
-#      them with the background logit raised by 2 (6.5 boxes per image, about COCO's 7.3 objects
-#      per image), and one last row shows the weights as they are. Then the largest batch with
-#      --half (raised background) once more, on the N images 10 times over (hard links): that
-#      amortises the start-up as a nightly run does (at 2000 images/s, 1000 images take half a
-#      second, less than starting CUDA may take);
+#      and the models-only floor on N 640×480 JPEGs (plus 4 at 4000×3000; batch 1 on 400 of them)
+#      at batch 1, 8, 32, 64, with and without --half, with the GPU's mean utilisation
+#      (nvidia-smi) during each end-to-end run, the CPU time per image and the boxes drawn per
+#      image. The reference weights as they are draw 22 boxes per image here and leave thousands
+#      of candidates to NMS; the table uses them with the background logit raised by 2 (6.5 boxes
+#      per image, about COCO's 7.3 objects per image), and one last row shows the weights as they
+#      are. Then the models alone with --half at batch 64, 128 and 256, with cuDNN's heuristics
+#      and with --cudnn-benchmark. Then the largest batch of the table with --half (raised
+#      background) once more, on the N images 10 times over (hard links): that amortises the
+#      start-up as a nightly run does (at 2000 images/s, 1000 images take half a second, less
+#      than starting CUDA may take);
 #   4. the demo models end to end on all the machine's CPU cores against the Python pipeline, on
 #      400 of the images (bench/run.sh's comparison, at a core count the build machines do not
 #      have), then boxwalk alone at all, half and a quarter of the cores.
@@ -31,9 +33,9 @@
 # Exit status: non-zero when a parity or fp16 check fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-dev=cuda batches="1 8 32 64" halves="off on" n=1000 reps=10
+dev=cuda batches="1 8 32 64" halves="off on" n=1000 reps=10 floor_batches="64 128 256"
 if [ "${1:-}" = --cpu ]; then
-  dev=cpu batches="1 8" halves="off" n=24 reps=3
+  dev=cpu batches="1 8" halves="off" n=24 reps=3 floor_batches="8 16"
   shift
 fi
 n=${1:-$n}
@@ -136,13 +138,21 @@ print(n / t["total_s"], after_first, 1000 * t["cpu_s"] / n, boxes)
 PY
   read -r rate after_first cpu_ms boxes <"$work/e2e"
 }
-# row BATCH HALF WEIGHTS: one end-to-end run and one models-only run on the N images.
+# floor_rate IMAGES FLAGS...: the models-only images/s.
+floor_rate() {
+  local images=$1
+  shift
+  "$bin" detect "$images" --out "$work/floor" --bench-forward "$@" \
+    | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])'
+}
+# row BATCH HALF WEIGHTS: one end-to-end run and one models-only run on the N images (batch 1 on
+# the first 400 of them: it is the slowest row and the least informative).
 row() {
-  local b=$1 h=$2 w=$3
+  local b=$1 h=$2 w=$3 images=$imgs
+  [ "$b" = 1 ] && images=$few
   set_flags "$b" "$h" "$w"
-  e2e "$imgs" "$b $h $w" "$b" "${flags[@]}"
-  floor=$("$bin" detect "$imgs" --out "$work/floor" --bench-forward "${flags[@]}" \
-    | "$py" -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
+  e2e "$images" "$b $h $w" "$b" "${flags[@]}"
+  floor=$(floor_rate "$images" "${flags[@]}")
   printf '%-6s %-5s %-8s %12.1f %12.1f %13.1f %9.2f %10.2f %8.1f %s\n' "$b" "$h" "$w" "$rate" "$after_first" "$floor" \
     "$("$py" -c "print($floor / $rate)")" "$cpu_ms" "$boxes" "$util"
 }
@@ -152,6 +162,16 @@ for b in $batches; do
   done
 done
 row "${batches##* }" "${halves##* }" as-is
+# The models' own rate bounds a run, so: larger batches, and cuDNN's heuristics against timing its
+# algorithms (--cudnn-benchmark), models alone, in the last row's precision.
+echo "models alone, half ${halves##* }, $n images: images/s with cuDNN's heuristics, and with --cudnn-benchmark"
+for b in $floor_batches; do
+  set_flags "$b" "${halves##* }" biased
+  plain=$(floor_rate "$imgs" "${flags[@]}")
+  timed=n/a
+  [ "$dev" = cuda ] && timed=$(floor_rate "$imgs" "${flags[@]}" --cudnn-benchmark)
+  printf '  batch %-4s %10.1f %10s\n' "$b" "$plain" "$timed"
+done
 # A nightly run amortises what a short one cannot (starting the process, loading the models and,
 # on CUDA, creating the context and loading kernels): the last row's configuration on the N
 # images $reps times over (hard links in $reps folders; each is an input of its own).

@@ -273,6 +273,12 @@ pub struct DetectArgs {
     #[arg(long)]
     pub half: bool,
 
+    /// Let cuDNN time its convolution algorithms on the first batch of each input shape and keep
+    /// the fastest (PyTorch's `cudnn.benchmark`; CUDA only). Later batches may run faster; the
+    /// outputs may then differ between runs in the last bits, as the choice depends on timing.
+    #[arg(long)]
+    pub cudnn_benchmark: bool,
+
     /// Benchmark the floor: decode and prepare every input first, then time only the models
     /// (forward passes, softmax, copy to the CPU) batch by batch. Box decoding is left out: a
     /// run does it on the workers. Writes nothing; prints one JSON line.

@@ -38,6 +38,8 @@ pub struct Config {
     pub device: Device,
     pub batch_size: usize,
     pub half: bool,
+    /// `--cudnn-benchmark` (CUDA only).
+    pub cudnn_benchmark: bool,
     pub format: Option<ImageFormat>,
     pub jpeg_quality: u8,
     pub threads: usize,
@@ -163,6 +165,9 @@ impl Config {
         if a.half && device == Device::Cpu {
             return Err(UsageError("--half needs a CUDA device (fp16 convolutions are not supported on CPU)".into()));
         }
+        if a.cudnn_benchmark && device == Device::Cpu {
+            return Err(UsageError("--cudnn-benchmark needs a CUDA device".into()));
+        }
         let format = a.format.as_deref().map(parse_format).transpose()?;
         let shard = a
             .shard
@@ -199,6 +204,7 @@ impl Config {
             device,
             batch_size: a.batch_size,
             half: a.half,
+            cudnn_benchmark: a.cudnn_benchmark,
             format,
             jpeg_quality: a.jpeg_quality,
             threads,

@@ -125,6 +125,10 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 pub fn load_models(cfg: &Config) -> Result<Models, FatalError> {
     cfg.check_weights().map_err(FatalError::Setup)?;
     let place = Placement { device: cfg.device, half: cfg.half };
+    if cfg.device != Device::Cpu {
+        // A process-wide switch, read by every later convolution on the device.
+        tch::Cuda::cudnn_set_benchmark(cfg.cudnn_benchmark);
+    }
     let detector = cfg.detector_weights.as_deref().map(|f| Detector::open(f, place)).transpose()?;
     let classifier = cfg.classifier_weights.as_deref().map(|f| Classifier::open(f, place)).transpose()?;
     let keep_labels = match (&cfg.class_names, &detector) {
@@ -831,9 +835,14 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
         .flat_map(|chunk| prepare_chunk(chunk, &pool, cfg, wanted, &times))
         .filter_map(|(j, r)| r.ok().map(|r| (j, r)))
         .collect();
-    // One warm-up batch, as a long run amortises libtorch's first-call costs.
-    if let Some(first) = ready.chunks(cfg.batch_size).next() {
-        run_models(first, cfg, &models);
+    // One warm-up batch of each size (the full one and a shorter last one), as a long run
+    // amortises libtorch's first-call costs per input shape (with `--cudnn-benchmark`, cuDNN's
+    // timing of its algorithms too).
+    let mut warmed = std::collections::HashSet::new();
+    for chunk in ready.chunks(cfg.batch_size) {
+        if warmed.insert(chunk.len()) {
+            run_models(chunk, cfg, &models);
+        }
     }
     let t = Instant::now();
     for chunk in ready.chunks(cfg.batch_size) {
@@ -1222,6 +1231,7 @@ fn report_options(cfg: &Config) -> report::Options {
         detect: cfg.detector_weights.is_some(),
         classify: cfg.classifier_weights.is_some(),
         half: cfg.half,
+        cudnn_benchmark: cfg.cudnn_benchmark,
         batch_size: cfg.batch_size,
         format: cfg.format.and_then(|f| f.extensions_str().first().map(|s| s.to_string())),
         jpeg_quality: cfg.jpeg_quality,

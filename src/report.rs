@@ -74,6 +74,9 @@ pub struct Options {
     pub detect: bool,
     pub classify: bool,
     pub half: bool,
+    /// `--cudnn-benchmark` (absent from reports written before it existed).
+    #[serde(default)]
+    pub cudnn_benchmark: bool,
     pub batch_size: usize,
     pub format: Option<String>,
     pub jpeg_quality: u8,

@@ -125,7 +125,9 @@ fn exit_codes_and_messages() {
     assert_eq!(code, 1);
     assert!(stderr.contains("unicorn"), "{stderr}");
     // `detect` passes `--device cpu`.
-    for (flag, message) in [("--half", "--half needs a CUDA device")] {
+    for (flag, message) in
+        [("--half", "--half needs a CUDA device"), ("--cudnn-benchmark", "--cudnn-benchmark needs a CUDA device")]
+    {
         let (code, _, stderr) = detect(&[&good], &t.path().join("o3"), &[flag]);
         assert_eq!(code, 1, "{flag} on CPU: {stderr}");
         assert!(stderr.contains(message), "{flag} on CPU: {stderr}");
