@@ -19,10 +19,10 @@
 #      of candidates to NMS; the table uses them with the background logit raised by 2 (6.5 boxes
 #      per image, about COCO's 7.3 objects per image), and one last row shows the weights as they
 #      are. Then the models alone with --half at batch 64, 128 and 256, with cuDNN's heuristics
-#      and with --cudnn-benchmark. Then the largest batch of the table with --half (raised
-#      background) once more, on the N images 10 times over (hard links): that amortises the
-#      start-up as a nightly run does (at 2000 images/s, 1000 images take half a second, less
-#      than starting CUDA may take);
+#      and with --cudnn-benchmark, and the table's last row with the raised background once more
+#      with one inference lane instead of two. Then that row's configuration once more on the N
+#      images 10 times over (hard links): that amortises the start-up as a nightly run does (at
+#      2000 images/s, 1000 images take half a second, less than starting CUDA may take);
 #   4. the demo models end to end on all the machine's CPU cores against the Python pipeline, on
 #      400 of the images (bench/run.sh's comparison, at a core count the build machines do not
 #      have), then boxwalk alone at all, half and a quarter of the cores.
@@ -172,6 +172,12 @@ for b in $floor_batches; do
   [ "$dev" = cuda ] && timed=$(floor_rate "$imgs" "${flags[@]}" --cudnn-benchmark)
   printf '  batch %-4s %10.1f %10s\n' "$b" "$plain" "$timed"
 done
+# On a GPU a run has two inference lanes, so that one queues its batch while the other copies its
+# outputs back: the table's last biased row once more with one lane (test hook), to compare.
+set_flags "${batches##* }" "${halves##* }" biased
+BOXWALK_TEST_LANES=1 e2e "$imgs" "${batches##* } ${halves##* } biased, one lane" "${batches##* }" "${flags[@]}"
+printf 'batch %s, half %s, one inference lane: %.1f images/s end to end, %.1f after the first batch, GPU util %s\n' \
+  "${batches##* }" "${halves##* }" "$rate" "$after_first" "$util"
 # A nightly run amortises what a short one cannot (starting the process, loading the models and,
 # on CUDA, creating the context and loading kernels): the last row's configuration on the N
 # images $reps times over (hard links in $reps folders; each is an input of its own).

@@ -343,6 +343,12 @@ type InferredBatch = Vec<(ImageJob, Result<Inferred, ImageError>)>;
 /// activations), so memory grows with them; the workers, not the lanes, bound a run long before.
 const MAX_LANES: usize = 4;
 
+/// Inference lanes on an accelerator. A lane's thread waits for each batch's outputs to reach the
+/// CPU, then copies them out and launches the next forward pass; with a second lane, the other
+/// batch's kernels are already queued behind, so the device does not sit idle meanwhile. Both
+/// lanes queue into the same stream, so a batch's outputs do not depend on which lane ran it.
+const DEVICE_LANES: usize = 2;
+
 /// What a run's inference lanes share.
 struct Lanes {
     /// On a CPU run, the models' thread count per lane and the counts found to give `--threads`'
@@ -363,19 +369,25 @@ struct Lanes {
 
 impl Lanes {
     /// Lanes for a run: on a CPU one per `--threads` (up to [`MAX_LANES`]), each at the
-    /// count [`IntraOpThreads`] sets; elsewhere one (the device runs the models).
+    /// count [`IntraOpThreads`] sets; on an accelerator [`DEVICE_LANES`].
     fn for_run(cfg: &Config, started: Instant) -> Lanes {
-        // Crop classification runs the classifier on batches of every size: left at --threads.
-        let threads = (cfg.device == Device::Cpu && !cfg.classify_crops)
+        let cpu = cfg.device == Device::Cpu;
+        // Crop classification runs the classifier on batches of every size: left at --threads,
+        // in one lane (several would each take --threads).
+        let threads = (cpu && !cfg.classify_crops)
             .then(|| IntraOpThreads::starting_at(cfg.threads, injected_model_threads().unwrap_or(cfg.threads)));
-        let count = injected_lanes().unwrap_or(cfg.threads);
+        let count = injected_lanes().unwrap_or(match (&threads, cpu) {
+            (Some(_), _) => cfg.threads,
+            (None, true) => 1,
+            (None, false) => DEVICE_LANES,
+        });
         Lanes::new(threads, count, started)
     }
 
-    /// `count` lanes (at most [`MAX_LANES`]; one without a thread count to share out).
+    /// `count` lanes (at most [`MAX_LANES`]).
     fn new(threads: Option<IntraOpThreads>, count: usize, started: Instant) -> Lanes {
         Lanes {
-            count: if threads.is_some() { count.clamp(1, MAX_LANES) } else { 1 },
+            count: count.clamp(1, MAX_LANES),
             threads: threads.map(std::sync::Mutex::new),
             used: AtomicU64::new(0),
             first_done: Default::default(),
@@ -388,10 +400,10 @@ impl Lanes {
         self.threads.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Whether lane `lane` may take a batch now: lane 0 always, another while the lanes up to
-    /// it, at the current count, fit in `--threads`.
+    /// Whether lane `lane` may take a batch now: lane 0 always; another if there is no thread
+    /// count to share out, or while the lanes up to it, at the current count, fit in `--threads`.
     fn open(&self, lane: usize) -> bool {
-        lane == 0 || self.threads().is_some_and(|t| t.now() * (lane + 1) <= t.max())
+        lane == 0 || (lane < self.count && self.threads().is_none_or(|t| t.now() * (lane + 1) <= t.max()))
     }
 
     /// How many lanes ran a batch.
@@ -400,8 +412,9 @@ impl Lanes {
     }
 }
 
-/// Test hook: `BOXWALK_TEST_LANES=N` gives a CPU run N inference lanes instead of one per
-/// `--threads`, so that a test can compare a run with one lane against one with several.
+/// Test hook: `BOXWALK_TEST_LANES=N` gives a run N inference lanes instead of one per `--threads`
+/// (CPU) or [`DEVICE_LANES`], so that a test can compare a run with one lane against one with
+/// several.
 fn injected_lanes() -> Option<usize> {
     std::env::var("BOXWALK_TEST_LANES").ok().and_then(|v| v.parse().ok())
 }
@@ -1263,7 +1276,8 @@ mod tests {
         assert_eq!(open(&lanes), [true, false, false, false], "3 threads: one lane");
         let lanes = Lanes::new(Some(IntraOpThreads::starting_at(3, 1)), 3, Instant::now());
         assert_eq!(open(&lanes), [true, true, true]);
-        let device = Lanes::new(None, 4, Instant::now());
-        assert_eq!((device.count, device.open(0)), (1, true), "one lane where the device runs the models");
+        let device = Lanes::new(None, DEVICE_LANES, Instant::now());
+        assert_eq!(open(&device), [true, true], "without a thread count to share out, every lane is open");
+        assert!(!device.open(DEVICE_LANES), "and no other");
     }
 }

@@ -118,31 +118,37 @@ fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
 
 /// A CPU run whose models run on fewer threads than `--threads` runs several batches at once, one
 /// per inference lane; whichever lane takes a batch, the report is the one a single lane gives.
+/// The same holds for lanes without a thread count to share out (as on a GPU, where a second lane
+/// queues its batch while the first copies its outputs back), taken here with `--classify-crops`.
 #[test]
 fn several_inference_lanes_report_what_one_lane_does() {
     let t = tempfile::tempdir().expect("tempdir");
     scenes(t.path(), 24, 33);
     let input = t.path().join("photos");
-    let run = |lanes: &str| -> Value {
-        let out = t.path().join(format!("out-{lanes}"));
-        let mut c = detect_cmd(&input, &out, &["--threads", "2", "--batch-size", "2", "--no-html"]);
+    let run = |lanes: &str, extra: &[&str]| -> Value {
+        let out = t.path().join(format!("out-{lanes}-{}", extra.len()));
+        let mut args = vec!["--threads", "2", "--batch-size", "2", "--no-html"];
+        args.extend(extra);
+        let mut c = detect_cmd(&input, &out, &args);
         // From 1 thread per lane at once (test hooks), so that the second lane opens from the first batch.
         c.env("BOXWALK_TEST_MODEL_THREADS", "1").env("BOXWALK_TEST_LANES", lanes);
         let o = c.output().expect("run");
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json")
     };
-    let (one, two) = (run("1"), run("2"));
-    assert_eq!(one["timing"]["model_lanes"], 1);
-    assert_eq!(two["timing"]["model_lanes"], 2, "the second lane ran batches");
-    assert_eq!(two["counts"], one["counts"]);
-    let images = |r: &Value| r["images"].as_array().expect("images").clone();
-    assert_eq!(images(&two).len(), 24);
-    for (a, b) in images(&one).iter().zip(&images(&two)) {
-        assert_eq!(a["path"], b["path"]);
-        assert!(a["detections"].as_array().is_some(), "{}: no detections", a["path"]);
-        assert_eq!(a["detections"], b["detections"], "{}: detections", a["path"]);
-        assert_eq!(a["classification"], b["classification"], "{}: classification", a["path"]);
+    for extra in [&[][..], &["--classify-crops"]] {
+        let (one, two) = (run("1", extra), run("2", extra));
+        assert_eq!(one["timing"]["model_lanes"], 1);
+        assert_eq!(two["timing"]["model_lanes"], 2, "{extra:?}: the second lane ran batches");
+        assert_eq!(two["counts"], one["counts"]);
+        let images = |r: &Value| r["images"].as_array().expect("images").clone();
+        assert_eq!(images(&two).len(), 24);
+        for (a, b) in images(&one).iter().zip(&images(&two)) {
+            assert_eq!(a["path"], b["path"]);
+            assert!(a["detections"].as_array().is_some(), "{}: no detections", a["path"]);
+            assert_eq!(a["detections"], b["detections"], "{}: detections ({extra:?})", a["path"]);
+            assert_eq!(a["classification"], b["classification"], "{}: classification ({extra:?})", a["path"]);
+        }
     }
 }
 
