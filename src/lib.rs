@@ -10,6 +10,7 @@ pub mod cli;
 pub mod coco;
 pub mod commands;
 pub mod config;
+pub mod cuda_wait;
 pub mod decode;
 pub mod discover;
 pub mod error;

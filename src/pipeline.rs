@@ -11,6 +11,7 @@
 use crate::annotate::{self, BoxLabel};
 use crate::boxes::RawDetection;
 use crate::config::Config;
+use crate::cuda_wait;
 use crate::decode;
 use crate::discover::{self, ImageJob};
 use crate::error::{ImageError, WeightsError};
@@ -825,9 +826,20 @@ pub struct Floor {
     pub peak_rss_mib: Option<f64>,
 }
 
+/// Process-wide settings of the run's device, before any work on it: a run's workers stage
+/// images in page-locked memory from the start, which creates the CUDA context.
+fn set_up_device(cfg: &Config) {
+    if let Device::Cuda(index) = cfg.device {
+        if let Err(e) = cuda_wait::sleep_while_waiting(index) {
+            eprintln!("boxwalk: warning: threads that wait for the GPU will spin on their cores ({e})");
+        }
+    }
+}
+
 /// Decodes and prepares every input (untimed), then times [`run_models`] batch by batch: the
 /// inference thread's share of a run, which no amount of overlap can hide.
 pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
+    set_up_device(cfg);
     let jobs = discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?.jobs;
     keep_freed_memory();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -875,6 +887,7 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
 
 /// Runs `detect` end to end, telling `observer` about progress.
 pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError> {
+    set_up_device(cfg);
     let started = now_rfc3339();
     let t0 = Instant::now();
     let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
