@@ -5,7 +5,7 @@ SAMPLES_OUT ?= out/samples
 ENV := scripts/with-venv.sh
 
 .DEFAULT_GOAL := run
-.PHONY: run test build lint browser
+.PHONY: run test build lint browser gpu-carry
 
 # libjpeg-turbo (the JPEG codec) is built from the turbojpeg crate's bundled source: cmake and nasm.
 build:
@@ -28,3 +28,10 @@ test: build browser
 lint:
 	$(ENV) cargo clippy --release --locked --all-targets -- -D warnings
 	cargo fmt --check
+
+# What bench/gpu-check.sh runs on a GPU machine besides the tree: the binary and, as
+# target/release/unit-tests, the library's unit tests (some check the GPU where there is one).
+gpu-carry: build
+	$(ENV) cargo test --release --locked --lib --no-run --message-format=json \
+	  | python3 -c 'import json, sys; print(next(j["executable"] for j in map(json.loads, sys.stdin) if j.get("executable")))' \
+	  | xargs -I{} cp {} target/release/unit-tests

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (issue 5), one script for a machine with CUDA and a python3 that has torch 2.11,
-# torchvision 0.26, numpy, pillow and safetensors (no cargo needed: carry target/release/boxwalk).
+# torchvision 0.26, numpy, pillow and safetensors (no cargo needed: `make gpu-carry`, then carry
+# target/release/boxwalk and target/release/unit-tests).
+#   0. the library's unit tests (those about CUDA check it where there is a GPU);
 #   1. parity on the device: the Python reference's CPU results (tests/reference, generated here
 #      with the same seeds) against boxwalk on CUDA in fp32, within 1e-3;
 #   2. fp16 against fp32: fp32 detections scoring >= 0.3 matched by a --half detection at
@@ -52,6 +54,14 @@ fi
 [ "$dev" = cuda ] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 status=0
 fail() { echo "FAILED: $*"; status=1; }
+
+echo "== 0. the library's unit tests on this machine"
+unit=${BOXWALK_UNIT_TESTS:-target/release/unit-tests}
+if [ -x "$unit" ]; then
+  "$unit" -q --test-threads 4 2>&1 | tail -3 || fail "unit tests"
+else
+  echo "skipped: no $unit (make gpu-carry builds it)"
+fi
 
 echo "== 1. parity, $dev fp32 against the CPU reference"
 # Keyed by the reference scripts, so that a changed reference is never read from an old run.
