@@ -280,8 +280,9 @@ pub struct DetectArgs {
     pub cudnn_benchmark: bool,
 
     /// Benchmark the floor: decode and prepare every input first, then time only the models
-    /// (forward passes, softmax, copy to the CPU) batch by batch. Box decoding is left out: a
-    /// run does it on the workers. Writes nothing; prints one JSON line.
+    /// (forward passes, softmax, copy to the CPU) batch by batch, on a GPU in two lanes as a run
+    /// does. Box decoding is left out: a run does it on the workers. Writes nothing; prints one
+    /// JSON line.
     #[arg(long)]
     pub bench_forward: bool,
 

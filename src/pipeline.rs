@@ -819,8 +819,10 @@ pub struct Floor {
     pub images: usize,
     pub batch_size: usize,
     pub threads: usize,
+    /// Threads running batches side by side, as a run's inference lanes do on the device.
+    pub lanes: usize,
     pub device: String,
-    /// Time in the models (forward passes, softmax, copy to the CPU, top-k), summed over batches.
+    /// Wall time in the models (forward passes, softmax, copy to the CPU, top-k).
     pub seconds: f64,
     pub images_per_s: f64,
     pub peak_rss_mib: Option<f64>,
@@ -837,7 +839,7 @@ fn set_up_device(cfg: &Config) {
 }
 
 /// Decodes and prepares every input (untimed), then times [`run_models`] batch by batch: the
-/// inference thread's share of a run, which no amount of overlap can hide.
+/// inference lanes' share of a run, which no amount of overlap can hide.
 pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
     set_up_device(cfg);
     let jobs = discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?.jobs;
@@ -869,18 +871,39 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
             run_models(chunk, cfg, &models);
         }
     }
-    let t = Instant::now();
-    for chunk in ready.chunks(cfg.batch_size) {
-        run_models(chunk, cfg, &models);
+    // In as many lanes as a run has on this device without a thread count to share out: on an
+    // accelerator a run's second lane hides the other's copying back, so one lane would not bound it.
+    let lanes = if cfg.device == Device::Cpu { 1 } else { DEVICE_LANES };
+    let images = ready.len();
+    let (batches, queue) = crossbeam_channel::unbounded::<Vec<(ImageJob, Ready)>>();
+    let mut ready = ready.into_iter().peekable();
+    while ready.peek().is_some() {
+        let _ = batches.send(ready.by_ref().take(cfg.batch_size).collect());
     }
+    drop(batches);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..lanes {
+            let (queue, models) = (queue.clone(), &models);
+            s.spawn(move || {
+                if cfg.device != Device::Cpu {
+                    threads::torch_single_threaded();
+                }
+                for batch in queue {
+                    run_models(&batch, cfg, models);
+                }
+            });
+        }
+    });
     let seconds = t.elapsed().as_secs_f64();
     Ok(Floor {
-        images: ready.len(),
+        images,
         batch_size: cfg.batch_size,
         threads: cfg.threads,
+        lanes,
         device: device_name(cfg.device),
         seconds,
-        images_per_s: ready.len() as f64 / seconds.max(1e-9),
+        images_per_s: images as f64 / seconds.max(1e-9),
         peak_rss_mib: peak_rss_mib(),
     })
 }
