@@ -228,3 +228,27 @@ fn exif_rotation_is_applied_before_everything() {
         assert!(b[0] < 480.0 + 100.0 && b[1] < 640.0 + 100.0, "boxes are in rotated coordinates: {b:?}");
     }
 }
+
+/// `--bench-forward` (the benchmark's floor) times the models on every decodable input, in
+/// batches of `--batch-size` (the last one shorter), writes nothing, and says so in one JSON line.
+#[test]
+fn bench_forward_times_every_image_and_writes_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let input = t.path().join("in");
+    for i in 0..5 {
+        copy(&sample(i), &input.join(format!("{i}.png")));
+    }
+    std::fs::write(input.join("broken.jpg"), b"not a jpeg").expect("write");
+    let out = t.path().join("out");
+    let (code, stdout, stderr) = detect(&[&input], &out, &["--bench-forward", "--batch-size", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    let floor: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(floor["images"], 5, "the broken file is left out: {floor}");
+    assert_eq!(
+        (floor["batch_size"].as_u64(), floor["lanes"].as_u64(), floor["device"].as_str()),
+        (Some(2), Some(1), Some("cpu"))
+    );
+    let (s, rate) = (floor["seconds"].as_f64().expect("seconds"), floor["images_per_s"].as_f64().expect("rate"));
+    assert!(s > 0.0 && (rate * s - 5.0).abs() < 1e-6, "{floor}");
+    assert!(!out.exists(), "--bench-forward writes nothing");
+}
