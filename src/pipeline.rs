@@ -871,8 +871,8 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
             run_models(chunk, cfg, &models);
         }
     }
-    // In as many lanes as a run has on this device without a thread count to share out: on an
-    // accelerator a run's second lane hides the other's copying back, so one lane would not bound it.
+    // In as many lanes as a run has on an accelerator, where the second lane hides the other's
+    // copying back (one lane would not bound a run); on the CPU in one, at --threads.
     let lanes = if cfg.device == Device::Cpu { 1 } else { DEVICE_LANES };
     let images = ready.len();
     let (batches, queue) = crossbeam_channel::unbounded::<Vec<(ImageJob, Ready)>>();
@@ -883,16 +883,18 @@ pub fn forward_floor(cfg: &Config) -> Result<Floor, FatalError> {
     drop(batches);
     let t = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..lanes {
+        for _ in 1..lanes {
             let (queue, models) = (queue.clone(), &models);
             s.spawn(move || {
-                if cfg.device != Device::Cpu {
-                    threads::torch_single_threaded();
-                }
+                threads::torch_single_threaded();
                 for batch in queue {
                     run_models(&batch, cfg, models);
                 }
             });
+        }
+        // The first lane is this thread, warmed up above.
+        for batch in queue {
+            run_models(&batch, cfg, &models);
         }
     });
     let seconds = t.elapsed().as_secs_f64();
