@@ -189,8 +189,8 @@ BOXWALK_TEST_LANES=1 e2e "$imgs" "${batches##* } ${halves##* } biased, one lane"
 printf 'batch %s, half %s, one inference lane: %.1f images/s end to end, %.1f after the first batch, GPU util %s\n' \
   "${batches##* }" "${halves##* }" "$rate" "$after_first" "$util"
 # A nightly run amortises what a short one cannot (starting the process, loading the models and,
-# on CUDA, creating the context and loading kernels): the last row's configuration on the N
-# images $reps times over (hard links in $reps folders; each is an input of its own).
+# on CUDA, creating the context and loading kernels): the table's last biased row's configuration
+# on the N images $reps times over (hard links in $reps folders; each is an input of its own).
 long=$work/images-long-$reps
 if [ ! -f "$long/.done" ]; then
   rm -rf "$long"
