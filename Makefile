@@ -33,5 +33,5 @@ lint:
 # target/release/unit-tests, the library's unit tests (some check the GPU where there is one).
 gpu-carry: build
 	$(ENV) cargo test --release --locked --lib --no-run --message-format=json \
-	  | python3 -c 'import json, sys; print(next(j["executable"] for j in map(json.loads, sys.stdin) if j.get("executable")))' \
+	  | python3 -c 'import json, sys; print(next(j["executable"] for j in map(json.loads, sys.stdin) if j.get("executable") and j["profile"]["test"]))' \
 	  | xargs -I{} cp {} target/release/unit-tests
