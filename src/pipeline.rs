@@ -126,10 +126,6 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 pub fn load_models(cfg: &Config) -> Result<Models, FatalError> {
     cfg.check_weights().map_err(FatalError::Setup)?;
     let place = Placement { device: cfg.device, half: cfg.half };
-    if cfg.device != Device::Cpu {
-        // A process-wide switch, read by every later convolution on the device.
-        tch::Cuda::cudnn_set_benchmark(cfg.cudnn_benchmark);
-    }
     let detector = cfg.detector_weights.as_deref().map(|f| Detector::open(f, place)).transpose()?;
     let classifier = cfg.classifier_weights.as_deref().map(|f| Classifier::open(f, place)).transpose()?;
     let keep_labels = match (&cfg.class_names, &detector) {
@@ -835,6 +831,8 @@ fn set_up_device(cfg: &Config) {
         if let Err(e) = cuda_wait::sleep_while_waiting(index) {
             eprintln!("boxwalk: warning: threads that wait for the GPU will spin on their cores ({e})");
         }
+        // Read by every later convolution on the device.
+        tch::Cuda::cudnn_set_benchmark(cfg.cudnn_benchmark);
     }
 }
 
