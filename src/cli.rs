@@ -1,5 +1,6 @@
-//! Command-line options (clap). Converted once into a validated [`crate::config::Config`];
-//! nothing past that point sees clap types.
+//! Command-line options (clap). `detect`'s are converted once into a validated `Config`;
+//! nothing past that point sees clap types. Flags that several subcommands share are declared
+//! once and flattened in.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,14 +33,7 @@ pub enum Command {
     #[command(subcommand)]
     Train(TrainCommand),
     /// Combine the outputs of `detect --shard` runs into one folder and report.
-    Merge {
-        /// Shard output folders.
-        #[arg(required = true)]
-        shards: Vec<PathBuf>,
-        /// Merged output folder.
-        #[arg(short, long)]
-        out: PathBuf,
-    },
+    Merge(MergeArgs),
     /// Redraw the annotated copies from a report and the original files, without running any
     /// model: a new threshold, fewer classes, other line and text sizes. Writes DIR/report.json
     /// and the contact sheet too.
@@ -173,27 +167,41 @@ pub struct TrainDetectorArgs {
     pub max_steps: Option<usize>,
 }
 
+/// Evaluates exactly one model: the one whose weights are given.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["detector_weights", "classifier_weights"])))]
 pub struct EvalArgs {
     /// COCO-format folder (annotations.json) for a detector; ImageFolder split for a classifier.
     #[arg(long)]
     pub data: PathBuf,
-    /// Detector weights to evaluate.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "classifier_weights",
-        required_unless_present = "classifier_weights"
-    )]
-    pub detector_weights: Option<PathBuf>,
-    /// Classifier weights to evaluate.
-    #[arg(long, value_name = "FILE")]
-    pub classifier_weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub weights: WeightFlags,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The weight files of the two models (`detect`, `serve`, `eval`).
+#[derive(Debug, Args)]
+pub struct WeightFlags {
+    /// SSD300 weights: .safetensors with NVIDIA's hub keys (default: the installed official
+    /// model, else the demo model).
+    #[arg(long, value_name = "FILE")]
+    pub detector_weights: Option<PathBuf>,
+    /// ResNet-18 weights: .safetensors with torchvision's keys (default: the installed official
+    /// model, else the demo model).
+    #[arg(long, value_name = "FILE")]
+    pub classifier_weights: Option<PathBuf>,
+}
+
+/// Where the models run (`detect`, `serve`).
+#[derive(Debug, Args)]
+pub struct DeviceFlag {
+    /// auto (first CUDA device if present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]
@@ -253,17 +261,11 @@ pub struct DetectArgs {
     #[arg(long)]
     pub no_classify: bool,
 
-    /// SSD300 weights (.safetensors with NVIDIA hub keys).
-    #[arg(long, value_name = "FILE")]
-    pub detector_weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub weights: WeightFlags,
 
-    /// ResNet-18 weights (.safetensors with torchvision keys).
-    #[arg(long, value_name = "FILE")]
-    pub classifier_weights: Option<PathBuf>,
-
-    /// auto (first CUDA device if present), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceFlag,
 
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
@@ -358,6 +360,16 @@ pub struct DetectArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard output folders.
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Merged output folder.
+    #[arg(short, long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct RenderArgs {
     /// A report.json, or the output folder holding it.
     pub report: PathBuf,
@@ -405,15 +417,10 @@ pub struct ServeArgs {
     /// Refuse images larger than this many pixels (width × height).
     #[arg(long, default_value_t = 100_000_000)]
     pub max_pixels: u64,
-    /// SSD300 weights (default: installed official, else the demo model).
-    #[arg(long, value_name = "FILE")]
-    pub detector_weights: Option<PathBuf>,
-    /// ResNet-18 weights (default: installed official, else the demo model).
-    #[arg(long, value_name = "FILE")]
-    pub classifier_weights: Option<PathBuf>,
-    /// auto (first CUDA device if present), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub weights: WeightFlags,
+    #[command(flatten)]
+    pub device: DeviceFlag,
     /// HTTP worker threads (default: all cores).
     #[arg(long)]
     pub workers: Option<usize>,

@@ -2,6 +2,7 @@
 //! `[x, y, w, h]` boxes in pixels, categories.
 
 use serde::{Deserialize, Serialize};
+use crate::error::FileError;
 use std::path::Path;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,9 +39,8 @@ pub struct Category {
 }
 
 impl Dataset {
-    pub fn read(path: &Path) -> Result<Dataset, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a COCO annotation file: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Dataset, FileError> {
+        FileError::read_json(path, "not a COCO annotation file")
     }
 
     /// Categories sorted by id; SSD label L (1-based) is entry L-1, as NVIDIA's COCODetection does.
@@ -48,10 +48,5 @@ impl Dataset {
         let mut c = self.categories.clone();
         c.sort_by_key(|c| c.id);
         c
-    }
-
-    /// Annotations of one image.
-    pub fn annotations_of(&self, image_id: u64) -> impl Iterator<Item = &Annotation> {
-        self.annotations.iter().filter(move |a| a.image_id == image_id)
     }
 }

@@ -1,20 +1,14 @@
-//! The validated configuration of a `detect` run, built once from the command line. Weight files
-//! are resolved here: an explicit flag, else the model store (`$BOXWALK_HOME/models`, default
-//! `~/.cache/boxwalk/models`).
+//! The validated configuration of a `detect` run, built once from the command line, with its
+//! weight files resolved ([`crate::weights::resolve`]).
 
-use crate::boxes::DecodeParams;
 use crate::cli::DetectArgs;
 use crate::decode::Limits;
+use crate::engine::Settings;
+use crate::models::boxes::DecodeParams;
+use crate::weights::{demo_dir, resolve, Role};
 use image::ImageFormat;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::Device;
-
-/// File names of the official models in the store.
-pub const DETECTOR_FILE: &str = "ssd300_resnet50.safetensors";
-pub const CLASSIFIER_FILE: &str = "resnet18.safetensors";
-/// File names of the demo models in `models/demo/`.
-pub const DEMO_DETECTOR_FILE: &str = "detector.safetensors";
-pub const DEMO_CLASSIFIER_FILE: &str = "classifier.safetensors";
 
 /// A bad flag value; exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +28,7 @@ pub struct Config {
     pub detector_weights: Option<PathBuf>,
     pub classifier_weights: Option<PathBuf>,
     /// Roles that fell back to the demo models because no official weights are installed.
-    pub demo_roles: Vec<&'static str>,
+    pub demo_roles: Vec<Role>,
     pub device: Device,
     pub batch_size: usize,
     pub half: bool,
@@ -53,56 +47,9 @@ pub struct Config {
     /// Write OUT/index.html and thumbnails.
     pub html: bool,
     pub csv: Option<PathBuf>,
-    pub coco: Option<crate::export::CocoExport>,
+    pub coco: Option<crate::outputs::export::CocoExport>,
     /// Keep every decoded detection in the report (`all_detections`), for `--coco-json`.
     pub keep_all_detections: bool,
-}
-
-/// `$BOXWALK_HOME`, else `$XDG_CACHE_HOME/boxwalk`, else `~/.cache/boxwalk`.
-pub fn boxwalk_home() -> PathBuf {
-    if let Some(h) = std::env::var_os("BOXWALK_HOME") {
-        return PathBuf::from(h);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("boxwalk")
-}
-
-/// The model store folder.
-pub fn model_store() -> PathBuf {
-    boxwalk_home().join("models")
-}
-
-/// The shipped demo models: `$BOXWALK_DEMO_MODELS`, else `models/demo` of the source tree the
-/// binary was built from, else `models/demo` beside a `target/<profile>/boxwalk` binary.
-pub fn demo_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("BOXWALK_DEMO_MODELS") {
-        return PathBuf::from(d);
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
-    if built.is_dir() {
-        return built;
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent()?.parent()?.parent().map(|r| r.join("models/demo")))
-        .unwrap_or(built)
-}
-
-/// Which weight file a role uses: the flag, else the official file in the store, else the demo.
-pub fn resolve_weights(flag: Option<PathBuf>, official: &str, demo: &str) -> (PathBuf, bool) {
-    if let Some(f) = flag {
-        return (f, false);
-    }
-    let store = model_store().join(official);
-    let demo = demo_dir().join(demo);
-    if !store.is_file() && demo.is_file() {
-        (demo, true)
-    } else {
-        (store, false)
-    }
 }
 
 /// Parses `auto|cpu|cuda|cuda:N`.
@@ -133,15 +80,19 @@ pub fn parse_format(s: &str) -> Result<ImageFormat, UsageError> {
     }
 }
 
-/// What a missing weight file means for the user, with how to get one.
-fn missing_weights(role: &str, flag: &str, skip: &str, path: &std::path::Path) -> String {
-    format!(
-        "no {role} weights: {} does not exist.\n  Pass {flag} FILE (a .safetensors file with the official key names), \
-         put the file at that path, or run with {skip}. The offline demo models live in {} (models/demo of the \
-         source tree).",
-        path.display(),
-        demo_dir().display()
-    )
+/// A weight file that `detect` needs but that does not exist, with how to get one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no {role} weights: {} does not exist.\n  Pass {} FILE (a .safetensors file with the official key names), put \
+     the file at that path, or run with {}. The offline demo models live in {} (models/demo of the source tree).",
+    path.display(),
+    role.flags().0,
+    role.flags().1,
+    demo_dir().display()
+)]
+pub struct MissingWeights {
+    pub role: Role,
+    pub path: PathBuf,
 }
 
 impl Config {
@@ -161,7 +112,7 @@ impl Config {
         if a.classify_crops && (a.no_detect || a.no_classify) {
             return Err(UsageError("--classify-crops needs both the detector and the classifier".into()));
         }
-        let device = parse_device(&a.device)?;
+        let device = parse_device(&a.device.device)?;
         if a.half && device == Device::Cpu {
             return Err(UsageError("--half needs a CUDA device (fp16 convolutions are not supported on CPU)".into()));
         }
@@ -174,22 +125,20 @@ impl Config {
             .as_deref()
             .map(|s| crate::shard::Shard::parse(s, a.shard_count, &|k| std::env::var(k).ok()))
             .transpose()
-            .map_err(UsageError)?;
+            .map_err(|e| UsageError(e.0))?;
         let mut demo_roles = Vec::new();
-        let mut pick = |skip: bool, flag: Option<PathBuf>, role: &'static str, official: &str, demo: &str| {
+        let mut pick = |skip: bool, role: Role, flag: Option<PathBuf>| {
             (!skip).then(|| {
-                let (path, is_demo) = resolve_weights(flag, official, demo);
-                if is_demo {
+                let r = resolve(role, flag);
+                if r.demo {
                     demo_roles.push(role);
                 }
-                path
+                r.file
             })
         };
-        let detector_weights = pick(a.no_detect, a.detector_weights, "detector", DETECTOR_FILE, DEMO_DETECTOR_FILE);
-        let classifier_weights =
-            pick(a.no_classify, a.classifier_weights, "classifier", CLASSIFIER_FILE, DEMO_CLASSIFIER_FILE);
-        let threads =
-            a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+        let detector_weights = pick(a.no_detect, Role::Detector, a.weights.detector_weights);
+        let classifier_weights = pick(a.no_classify, Role::Classifier, a.weights.classifier_weights);
+        let threads = a.threads.unwrap_or_else(crate::sys::available_threads).max(1);
         Ok(Config {
             inputs: a.inputs,
             out: a.out,
@@ -216,21 +165,33 @@ impl Config {
             prune: a.prune,
             html: !a.no_html,
             keep_all_detections: a.coco_json.is_some(),
-            coco: a.coco_json.map(|results| crate::export::CocoExport { results, images_from: a.coco_images }),
+            coco: a.coco_json.map(|results| crate::outputs::export::CocoExport { results, images_from: a.coco_images }),
             csv: a.csv,
             shard,
         })
     }
 
     /// Checks that every weight file to be used exists, with a message saying how to get it.
-    pub fn check_weights(&self) -> Result<(), String> {
-        if let Some(p) = self.detector_weights.as_ref().filter(|p| !p.is_file()) {
-            return Err(missing_weights("detector", "--detector-weights", "--no-detect", p));
-        }
-        if let Some(p) = self.classifier_weights.as_ref().filter(|p| !p.is_file()) {
-            return Err(missing_weights("classifier", "--classifier-weights", "--no-classify", p));
+    pub fn check_weights(&self) -> Result<(), MissingWeights> {
+        for (role, file) in [(Role::Detector, &self.detector_weights), (Role::Classifier, &self.classifier_weights)] {
+            if let Some(p) = file.as_ref().filter(|p| !p.is_file()) {
+                return Err(MissingWeights { role, path: p.clone() });
+            }
         }
         Ok(())
+    }
+
+    /// What the engine is asked for in this run.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            decode: self.decode,
+            threshold: self.threshold,
+            keep_all_detections: self.keep_all_detections,
+            top_k: self.top_k,
+            classify_crops: self.classify_crops,
+            crop_batch: self.batch_size,
+            device: self.device,
+        }
     }
 }
 

@@ -48,4 +48,30 @@ pub enum WeightsError {
     Shape { file: PathBuf, key: String, model: String, found: Vec<i64>, expected: Vec<i64> },
     #[error("{file}: {reason}")]
     Other { file: PathBuf, reason: String },
+    #[error(transparent)]
+    Card(#[from] crate::models::card::CardError),
+}
+
+/// Why a file boxwalk reads or writes (a report, an annotations file, an export) failed.
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {what}: {source}")]
+    Parse { path: PathBuf, what: &'static str, source: serde_json::Error },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl FileError {
+    /// For `map_err`: an I/O error on `path`.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+        move |source| FileError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// Reads and parses a JSON file; `what` says what it should have been.
+    pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &'static str) -> Result<T, FileError> {
+        let bytes = std::fs::read(path).map_err(FileError::io(path))?;
+        serde_json::from_slice(&bytes).map_err(|source| FileError::Parse { path: path.to_path_buf(), what, source })
+    }
 }

@@ -487,7 +487,7 @@ pub fn batchnorm_plot(r: &BnReport, n: usize) -> RgbImage {
             img.put_pixel(panel * pw + m, y, axis);
         }
         for (c, xs, ys) in &pts {
-            let colour = crate::annotate::class_colour(c + 1);
+            let colour = crate::outputs::annotate::class_colour(c + 1);
             for (&x, &y) in xs.iter().zip(ys) {
                 let (px, py) = (sx(x), sy(y));
                 if px + 1 < img.width() && py + 1 < img.height() {
@@ -507,7 +507,7 @@ pub fn batchnorm_plot(r: &BnReport, n: usize) -> RgbImage {
                 }
             }
         }
-        let font = crate::annotate::font();
+        let font = crate::outputs::annotate::font();
         let title = if panel == 0 { "train mode (this image's statistics)" } else { "eval mode (running statistics)" };
         imageproc::drawing::draw_text_mut(&mut img, Rgb([0, 0, 0]), (panel * pw + m) as i32, 6, 15.0, font, title);
         let axes = "x: BatchNorm input, y: output; lines: slope·x + intercept";

@@ -1,38 +1,42 @@
 //! boxwalk: walks folders of photos, runs NVIDIA's SSD300-ResNet50 detector and torchvision's
 //! ResNet-18 classifier with libtorch, writes annotated copies and one JSON report.
 //!
-//! Modules follow the data: [`discover`] → [`decode`] → [`preprocess`] → [`models`] →
-//! [`boxes`] → [`annotate`] → [`output`] → [`report`], wired by [`pipeline`].
+//! The modules in the order an image meets them: [`discover`] finds the inputs, [`decode`]
+//! decodes them, [`preprocess`] makes the network inputs, [`models`] holds the networks and box
+//! decoding, [`engine`] runs them and draws the results, `run` wires a `detect` run's stages
+//! together, and [`outputs`] writes what a run leaves behind. Around them: the command line
+//! (`cli`, `config`, `commands`), getting weights (`weights`), the other front ends (`render`,
+//! `serve`, `merge`), training and evaluation ([`train`], [`eval`], [`synth`], [`explain`]) and
+//! process-level helpers ([`sys`]).
 
-pub mod annotate;
-pub mod boxes;
+// The command line.
 pub mod cli;
-pub mod coco;
 pub mod commands;
-pub mod config;
-pub mod cuda_wait;
-pub mod decode;
-pub mod discover;
+mod config;
 pub mod error;
-pub mod eval;
 pub mod exit;
-pub mod explain;
-pub mod export;
-pub mod journal;
-pub mod labels;
-pub mod models;
-pub mod output;
-pub mod pipeline;
+
+// The data path.
+pub mod discover;
+pub mod decode;
 pub mod preprocess;
-pub mod progress;
-pub mod render;
-pub mod report;
-pub mod serve;
-pub mod shard;
-pub mod sheet;
+pub mod models;
+pub mod engine;
+mod run;
+pub mod outputs;
+
+// Around it.
+pub mod coco;
+pub mod eval;
+pub mod explain;
+mod merge;
+mod progress;
+mod render;
+mod serve;
+mod shard;
 pub mod synth;
+pub mod sys;
 #[doc(hidden)]
 pub mod testutil;
-pub mod tf32;
-pub mod threads;
 pub mod train;
+mod weights;

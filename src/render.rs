@@ -3,27 +3,36 @@
 //! graders in seconds. Writes DIR/report.json (the same schema, with the detections drawn) and
 //! the contact sheet.
 
-use crate::annotate::{self, BoxLabel, Style};
 use crate::decode::{self, Limits};
-use crate::output;
-use crate::pipeline::sha256_file;
-use crate::report::{Counts, Detection, ErrorEntry, ImageEntry, Report};
-use crate::sheet;
-use image::ImageFormat;
+use crate::engine::draw::{self, Destination, Look};
+use crate::error::FileError;
+use crate::outputs::files::Durability;
+use crate::outputs::report::{Counts, Detection, ErrorEntry, ImageEntry, Report};
+use crate::outputs::sheet;
+use crate::sys::sha256_file;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
+/// Why a render could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{0}: render into another folder; this one holds the run's own report and annotated copies")]
+    IntoRunFolder(PathBuf),
+    #[error("{0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
+}
+
 /// What to draw and how.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RenderOptions {
     /// Draw detections scoring above this; default: the report's own threshold.
     pub threshold: Option<f32>,
     /// Only these classes.
     pub classes: Option<Vec<String>>,
-    pub line_width: Option<u32>,
-    pub font_size: Option<f32>,
-    /// Labels show the class only.
-    pub no_scores: bool,
+    /// Labels with or without scores, line and text sizes.
+    pub look: Look,
     pub html: bool,
     pub jpeg_quality: u8,
     pub threads: usize,
@@ -54,16 +63,13 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 }
 
 /// Renders every image of the report at `report_path` into `out`.
-pub fn render(report_path: &Path, out: &Path, opts: &RenderOptions) -> Result<Rendered, String> {
+pub fn render(report_path: &Path, out: &Path, opts: &RenderOptions) -> Result<Rendered, RenderError> {
     let file = report_file(report_path);
     let source = Report::read(&file)?;
     let source_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(FileError::io(out))?;
     if same_dir(source_dir, out) {
-        return Err(format!(
-            "{}: render into another folder; this one holds the run's own report and annotated copies",
-            out.display()
-        ));
+        return Err(RenderError::IntoRunFolder(out.to_path_buf()));
     }
     let threshold = opts.threshold.unwrap_or(source.options.threshold);
     let mut warnings = Vec::new();
@@ -86,7 +92,7 @@ pub fn render(report_path: &Path, out: &Path, opts: &RenderOptions) -> Result<Re
             warnings.push(format!("--classes: no detection in the report has class `{n}`"));
         }
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build().map_err(|e| e.to_string())?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build()?;
     let images: Vec<ImageEntry> =
         pool.install(|| source.images.par_iter().map(|e| render_one(e, out, threshold, opts)).collect());
     let failed = images.iter().filter(|e| e.error.is_some()).count();
@@ -103,12 +109,9 @@ pub fn render(report_path: &Path, out: &Path, opts: &RenderOptions) -> Result<Re
     };
     report.images = images;
     let report_path = out.join("report.json");
-    output::write_atomic(&report_path, |w| {
-        serde_json::to_writer_pretty(&mut *w, &report).map_err(std::io::Error::other)
-    })
-    .map_err(|e| format!("{}: {e}", report_path.display()))?;
+    report.write(&report_path)?;
     if opts.html {
-        pool.install(|| sheet::write_index(out, &report)).map_err(|e| format!("{}: {e}", out.display()))?;
+        pool.install(|| sheet::write_index(out, &report)).map_err(FileError::io(out))?;
     }
     Ok(Rendered { report, report_path, warnings })
 }
@@ -148,45 +151,22 @@ fn render_one(e: &ImageEntry, out: &Path, threshold: f32, opts: &RenderOptions) 
     let decoded = match decode::decode_file(&src, &limits) {
         Ok(d) => d,
         Err(err) => {
-            fail(&mut entry, err.kind(), err.to_string());
+            draw::fail(&mut entry, &err);
             return entry;
         }
     };
     let mut rgb = decoded.rgb;
-    let boxes: Vec<BoxLabel> = entry
-        .detections
-        .iter()
-        .flatten()
-        .map(|d| BoxLabel {
-            class_index: d.class_index,
-            text: if opts.no_scores { d.label.clone() } else { format!("{} {:.2}", d.label, d.score) },
-            bbox: d.bbox,
-        })
-        .collect();
-    let auto = Style::for_size(rgb.width(), rgb.height());
-    let style = Style {
-        line_width: opts.line_width.unwrap_or(auto.line_width).max(1),
-        font_px: opts.font_size.unwrap_or(auto.font_px).max(1.0),
-    };
-    let banner = e.classification.as_ref().and_then(|c| c.first()).map(|c| {
-        if opts.no_scores {
-            c.label.clone()
-        } else {
-            format!("{} {:.2}", c.label, c.prob)
-        }
-    });
-    annotate::annotate_with(&mut rgb, &boxes, banner.as_deref(), style);
+    draw::draw(&mut rgb, entry.detections.as_deref(), e.classification.as_deref(), opts.look);
     let rel = e.output.clone().unwrap_or_else(|| e.path.clone());
-    let format = ImageFormat::from_path(&rel).ok().filter(|f| f.writing_enabled()).unwrap_or(decoded.format);
-    let written = output::write_image(&out.join(&rel), &rgb, format, opts.jpeg_quality);
-    match written {
-        Ok(()) => {
-            if opts.html {
-                let _ = sheet::write_thumbnail(out, &rel, &rgb);
-            }
-            entry.output = Some(rel);
-        }
-        Err(reason) => fail(&mut entry, "write", format!("{}: {reason}", out.join(&rel).display())),
-    }
+    let dest = Destination {
+        out,
+        rel: &rel,
+        format: draw::format_for(&rel, decoded.format),
+        jpeg_quality: opts.jpeg_quality,
+        durability: Durability::Synced,
+        thumbnail: opts.html,
+    };
+    let written = draw::write(&rgb, dest);
+    draw::record(&mut entry, &rel, written);
     entry
 }

@@ -1,5 +1,5 @@
 //! `boxwalk serve`: a local page where a user drops an image and sees the detections, the
-//! classifier's top-5 and a threshold slider (the seed project's Gradio front end, done locally).
+//! classifier's top-5 and a threshold slider.
 //!
 //! - Loopback by default; one page and two API routes, all compiled in: no path from a request
 //!   ever reaches the file system.
@@ -9,11 +9,12 @@
 //!   prepare, then queue their inputs to it, and it runs whatever has queued up as one batch.
 
 use crate::decode::{self, Limits};
+use crate::engine::{self, infer::BoxContext, Models, Settings};
 use crate::error::ImageError;
-use crate::models::{Classifier, Detector};
-use crate::pipeline::{to_classes, to_detections};
+use crate::models::boxes::DecodeParams;
+use crate::outputs::report::{Class, Detection};
 use crate::preprocess;
-use crate::report::{Class, Detection};
+use image::RgbImage;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 use std::io::Read;
@@ -60,14 +61,30 @@ type Reply = Result<(Vec<Detection>, Vec<Class>), String>;
 struct Job {
     det: Tensor,
     cls: Tensor,
-    width: u32,
-    height: u32,
+    rgb: RgbImage,
     reply: Sender<Reply>,
 }
 
-/// The inference thread: owns the models, runs queued jobs in batches until every sender is gone.
-fn inference_loop(detector: Detector, classifier: Classifier, jobs: Receiver<Job>) {
-    let params = crate::boxes::DecodeParams::default();
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {host}:{port}: {reason}")]
+    Listen { host: String, port: u16, reason: String },
+}
+
+/// The inference thread: owns the models, runs queued jobs in batches through the engine until
+/// every sender is gone.
+fn inference_loop(models: Models, jobs: Receiver<Job>) {
+    let settings = Settings {
+        decode: DecodeParams::default(),
+        threshold: RETURN_ABOVE,
+        keep_all_detections: false,
+        top_k: 5,
+        classify_crops: false,
+        crop_batch: MAX_BATCH,
+        device: Device::Cpu,
+    };
+    let boxes = BoxContext::new(&models);
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -76,24 +93,17 @@ fn inference_loop(detector: Detector, classifier: Classifier, jobs: Receiver<Job
                 Err(_) => break,
             }
         }
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let det_in = Tensor::cat(&batch.iter().map(|j| j.det.shallow_clone()).collect::<Vec<_>>(), 0);
-            let cls_in = Tensor::cat(&batch.iter().map(|j| j.cls.shallow_clone()).collect::<Vec<_>>(), 0);
-            (detector.detect(&det_in, &params), classifier.top_k(&cls_in, 5))
-        }));
-        match result {
-            Ok((dets, tops)) => {
-                for ((job, raw), top) in batch.iter().zip(dets).zip(tops) {
-                    let d = to_detections(&detector.classes, &raw, job.width, job.height, RETURN_ABOVE, None);
-                    let c = to_classes(&classifier, top);
-                    let _ = job.reply.send(Ok((d, c)));
+        let inputs: Vec<engine::Input> =
+            batch.iter().map(|j| engine::Input { detector: Some(&j.det), classifier: Some(&j.cls), rgb: &j.rgb }).collect();
+        let results = engine::infer(&inputs, &settings, &models);
+        for (job, result) in batch.iter().zip(results) {
+            let reply = result.map(|mut per| {
+                if let Some(b) = &boxes {
+                    b.finish(&mut per, job.rgb.width(), job.rgb.height(), &settings);
                 }
-            }
-            Err(_) => {
-                for job in &batch {
-                    let _ = job.reply.send(Err("the models failed on this batch".into()));
-                }
-            }
+                (per.detections.unwrap_or_default(), per.classification.unwrap_or_default())
+            });
+            let _ = job.reply.send(reply.map_err(|_| "the models failed on this batch".to_string()));
         }
     }
 }
@@ -153,7 +163,7 @@ fn detect(mut req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
         return json_error(req, 500, "preprocessing failed");
     };
     let (reply, answer) = bounded(1);
-    if jobs.send(Job { det, cls, width, height, reply }).is_err() {
+    if jobs.send(Job { det, cls, rgb: decoded.rgb, reply }).is_err() {
         return json_error(req, 503, "the server is stopping");
     }
     match answer.recv() {
@@ -166,7 +176,10 @@ fn detect(mut req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
                 demo: opts.demo,
                 elapsed_ms: t0.elapsed().as_secs_f64() * 1000.0,
             };
-            respond(req, 200, "application/json", serde_json::to_vec(&a).unwrap_or_default());
+            match serde_json::to_vec(&a) {
+                Ok(body) => respond(req, 200, "application/json", body),
+                Err(e) => json_error(req, 500, &format!("cannot write the answer: {e}")),
+            }
         }
         Ok(Err(e)) => json_error(req, 500, &e),
         Err(_) => json_error(req, 503, "the server is stopping"),
@@ -190,10 +203,10 @@ fn handle(req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
 }
 
 /// Binds, prints the address on stdout, and serves until the process is stopped.
-pub fn serve(opts: ServeOptions, detector: Detector, classifier: Classifier) -> Result<(), String> {
-    let server = Server::http((opts.host.as_str(), opts.port))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", opts.host, opts.port))?;
-    let addr = server.server_addr().to_ip().ok_or("not an IP listener")?;
+pub fn serve(opts: ServeOptions, models: Models) -> Result<(), ServeError> {
+    let listen_error = |reason: String| ServeError::Listen { host: opts.host.clone(), port: opts.port, reason };
+    let server = Server::http((opts.host.as_str(), opts.port)).map_err(|e| listen_error(e.to_string()))?;
+    let addr = server.server_addr().to_ip().ok_or_else(|| listen_error("not an IP listener".into()))?;
     println!("boxwalk: serving on http://{addr}/ (Ctrl-C to stop)");
     if !addr.ip().is_loopback() {
         eprintln!("boxwalk: warning: listening on {addr}, reachable from other machines");
@@ -201,7 +214,7 @@ pub fn serve(opts: ServeOptions, detector: Detector, classifier: Classifier) -> 
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let (tx, rx) = bounded::<Job>(4 * MAX_BATCH);
-    let inference = std::thread::spawn(move || inference_loop(detector, classifier, rx));
+    let inference = std::thread::spawn(move || inference_loop(models, rx));
     let server = Arc::new(server);
     let opts = Arc::new(opts);
     let workers: Vec<_> = (0..opts.workers.max(1))

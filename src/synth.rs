@@ -12,7 +12,7 @@
 //! ```
 
 use crate::coco;
-use crate::output;
+use crate::outputs::files;
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_circle_mut, draw_polygon_mut};
 use imageproc::point::Point;
@@ -150,7 +150,7 @@ pub fn scene(opts: &SynthOptions, index: usize) -> Scene {
         let pts = polygon(SHAPES[shape], cx, cy, r, rot);
         let bbox = if pts.is_empty() { [cx - r, cy - r, cx + r, cy + r] } else { bounds(&pts) };
         // Partial occlusion is fine; hiding most of an earlier shape is not.
-        if objects.iter().any(|(_, b)| crate::boxes::iou(b, &bbox) > 0.35) {
+        if objects.iter().any(|(_, b)| crate::models::boxes::iou(b, &bbox) > 0.35) {
             continue;
         }
         let colour = random_colour(&mut rng);
@@ -184,7 +184,7 @@ pub fn write_set(opts: &SynthOptions, out: &Path) -> Result<coco::Dataset, Strin
             let name = format!("{i:06}.png");
             let split = if i % 5 == 4 { "val" } else { "train" };
             let save = |path: &Path, img: &RgbImage| {
-                output::write_image(path, img, image::ImageFormat::Png, 95).map_err(|e| io(path, &e))
+                files::write_image(path, img, image::ImageFormat::Png, 95).map_err(|e| io(path, &e))
             };
             save(&out.join("images").join(&name), &s.image)?;
             save(&out.join("scenes").join(split).join(BACKGROUNDS[s.background]).join(&name), &s.image)?;
@@ -240,7 +240,7 @@ pub fn write_set(opts: &SynthOptions, out: &Path) -> Result<coco::Dataset, Strin
             .collect(),
     };
     let path = out.join("annotations.json");
-    output::write_atomic(&path, |w| serde_json::to_writer(&mut *w, &ds).map_err(std::io::Error::other))
+    files::write_atomic(&path, |w| serde_json::to_writer(&mut *w, &ds).map_err(std::io::Error::other))
         .map_err(|e| io(&path, &e))?;
     Ok(ds)
 }

@@ -52,7 +52,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().to_path_buf(), boxwalk::pipeline::sha256_file(e.path()).expect("hash")))
+        .map(|e| (e.path().to_path_buf(), boxwalk::sys::sha256_file(e.path()).expect("hash")))
         .collect()
 }
 

@@ -77,8 +77,8 @@ fn csv_coco_and_contact_sheet_files() {
     for e in images.iter().filter(|e| e["error"].is_null()) {
         let o = e["output"].as_str().expect("output");
         assert!(page.contains(o), "{o} missing from the page");
-        let thumb = image::open(out.join(boxwalk::sheet::thumb_rel(o))).expect("thumbnail decodes");
-        assert!(thumb.width().max(thumb.height()) <= boxwalk::sheet::THUMB_SIDE);
+        let thumb = image::open(out.join(boxwalk::outputs::sheet::thumb_rel(o))).expect("thumbnail decodes");
+        assert!(thumb.width().max(thumb.height()) <= boxwalk::outputs::sheet::THUMB_SIDE);
         assert!(thumb.width() > 1 && thumb.height() > 1);
     }
     assert!(page.contains("zz-broken.png"), "the failure is on the page");
@@ -141,7 +141,7 @@ fn csv_coco_and_contact_sheet_files() {
 
     // A copy redrawn by a --no-html run gets a fresh thumbnail on the next run with the page.
     let o = first["output"].as_str().expect("output");
-    let thumb = out.join(boxwalk::sheet::thumb_rel(o));
+    let thumb = out.join(boxwalk::outputs::sheet::thumb_rel(o));
     let old_thumb = std::fs::read(&thumb).expect("thumbnail");
     std::thread::sleep(std::time::Duration::from_millis(20));
     let (_, _) = detect(&set.join("images"), &out, &[os("--no-html"), os("--force"), os("--threshold"), os("0.99")]);
@@ -158,7 +158,7 @@ fn csv_coco_and_contact_sheet_files() {
     let bare = t.path().join("bare");
     let (code, _) = detect(&set.join("images"), &bare, &[os("--no-html")]);
     assert_eq!(code, 3);
-    assert!(!bare.join("index.html").exists() && !bare.join(boxwalk::sheet::THUMBS).exists());
+    assert!(!bare.join("index.html").exists() && !bare.join(boxwalk::outputs::sheet::THUMBS).exists());
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn an_empty_coco_export_is_still_valid_pycocotools_input() {
     let (code, _) =
         detect(&set.join("images"), &t.path().join("out"), &[os("--no-detect"), os("--coco-json"), coco.as_os_str()]);
     assert_eq!(code, 0);
-    let images_file = boxwalk::export::images_file(&coco);
+    let images_file = boxwalk::outputs::export::images_file(&coco);
     let generated: Value = serde_json::from_slice(&std::fs::read(&images_file).expect("images.json")).expect("json");
     assert_eq!(generated["images"].as_array().map(Vec::len), Some(3));
     for gt in [&images_file, &set.join("annotations.json")] {

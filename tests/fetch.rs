@@ -121,7 +121,7 @@ fn an_interrupted_download_resumes_and_installs() {
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(home.join("models/ssd300_resnet50.json")).expect("card")).expect("json");
     assert_eq!(card["source"], format!("{url}/nvidia_ssdpyt_amp_200703.pt"));
-    assert_eq!(card["source_sha256"], boxwalk::pipeline::sha256_file(&original).expect("sha").as_str());
+    assert_eq!(card["source_sha256"], boxwalk::sys::sha256_file(&original).expect("sha").as_str());
     assert!(home.join("models/ssd300_resnet50.safetensors").is_file());
     assert!(!home.join("downloads/nvidia_ssdpyt_amp_200703.pt.part").exists());
 }

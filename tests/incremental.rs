@@ -39,7 +39,7 @@ fn detect(input: &Path, out: &Path, extra: &[&str]) -> Value {
 /// record of finished work, so the run is then part-way by construction, however fast or slow
 /// the machine is). Returns false if the child exits first.
 fn wait_for_progress(child: &mut std::process::Child, out: &Path, images: usize) -> bool {
-    let journal = out.join(boxwalk::journal::JOURNAL);
+    let journal = out.join(boxwalk::outputs::journal::JOURNAL);
     loop {
         // One line opens the run; every other line is an image.
         let done = std::fs::read_to_string(&journal).map(|j| j.lines().count().saturating_sub(1)).unwrap_or(0);
@@ -234,7 +234,7 @@ fn shard_runs_merged_equal_one_run() {
     for e in merged["images"].as_array().expect("images") {
         let o = e["output"].as_str().expect("output");
         assert!(merged_dir.join(o).is_file());
-        assert!(page.contains(o) && merged_dir.join(boxwalk::sheet::thumb_rel(o)).is_file(), "{o} on the merged sheet");
+        assert!(page.contains(o) && merged_dir.join(boxwalk::outputs::sheet::thumb_rel(o)).is_file(), "{o} on the merged sheet");
     }
 
     // Overlapping shards and shards run with other options are refused.

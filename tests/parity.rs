@@ -5,7 +5,7 @@
 
 mod common;
 
-use boxwalk::boxes::DecodeParams;
+use boxwalk::models::boxes::DecodeParams;
 use boxwalk::models::{Classifier, Detector, Placement};
 use boxwalk::{decode, preprocess};
 use serde_json::Value;
@@ -315,7 +315,7 @@ fn the_cli_report_matches_the_reference() {
             .map(|d| {
                 let b: Vec<f64> = d["box"].as_array().expect("box").iter().map(|v| v.as_f64().expect("c")).collect();
                 let label = d["class_index"].as_u64().expect("class_index");
-                let name = boxwalk::labels::coco_class(label as usize).expect("class").name;
+                let name = boxwalk::models::labels::coco_class(label as usize).expect("class").name;
                 assert_eq!(d["label"], name);
                 (label, d["score"].as_f64().expect("score"), [b[0], b[1], b[2], b[3]])
             })

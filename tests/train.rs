@@ -1,7 +1,7 @@
 //! Training smoke tests (a few steps on tiny synthetic sets: the loss must drop, checkpoints and
 //! resume must work, the result must load for inference) and the demo models' documented quality.
 
-use boxwalk::models::{Classifier, Detector, ModelCard, Placement};
+use boxwalk::models::{card::ModelCard, Classifier, Detector, Placement};
 use boxwalk::synth::{write_set, SynthOptions};
 use boxwalk::train::detector::{DetectorTrainOptions, TrainState};
 use boxwalk::train::{classifier::ClassifierTrainOptions, Optim};

@@ -6,6 +6,15 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Why a model card could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: bad model card: {source}")]
+    Bad { path: PathBuf, source: serde_json::Error },
+}
+
 /// One output class of a model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClassInfo {
@@ -58,31 +67,29 @@ pub fn card_path(weights: &Path) -> PathBuf {
 
 impl ModelCard {
     /// Reads the card beside `weights`; `Ok(None)` when there is none.
-    pub fn for_weights(weights: &Path) -> Result<Option<ModelCard>, String> {
+    pub fn for_weights(weights: &Path) -> Result<Option<ModelCard>, CardError> {
         let path = card_path(weights);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: bad model card: {e}", path.display()))
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| CardError::Bad { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(source) => Err(CardError::Io { path, source }),
         }
     }
 
     /// Writes the card beside `weights`, atomically.
     pub fn write_for(&self, weights: &Path) -> std::io::Result<()> {
-        crate::output::write_atomic(&card_path(weights), |w| {
+        crate::outputs::files::write_atomic(&card_path(weights), |w| {
             serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other)
         })
     }
 
     /// The 80 COCO classes with their category ids.
     pub fn coco_classes() -> Vec<ClassInfo> {
-        crate::labels::coco().iter().map(|c| ClassInfo { name: c.name.to_string(), coco_id: Some(c.coco_id) }).collect()
+        crate::models::labels::coco().iter().map(|c| ClassInfo { name: c.name.to_string(), coco_id: Some(c.coco_id) }).collect()
     }
 
     /// The 1000 ImageNet classes.
     pub fn imagenet_classes() -> Vec<ClassInfo> {
-        crate::labels::imagenet().iter().map(|n| ClassInfo { name: n.to_string(), coco_id: None }).collect()
+        crate::models::labels::imagenet().iter().map(|n| ClassInfo { name: n.to_string(), coco_id: None }).collect()
     }
 }

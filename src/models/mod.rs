@@ -3,16 +3,16 @@
 //! official state-dict names, always run in eval mode under a no-grad guard, and hide the
 //! train flag from every caller.
 
+pub mod boxes;
 pub mod card;
-pub mod fetch;
 pub mod frozen;
+pub mod labels;
 pub mod resnet;
 pub mod ssd;
-pub mod store;
 
 pub use card::{ClassInfo, ModelCard};
 
-use crate::boxes::{self, DecodeParams, RawDetection, SsdConfig};
+use boxes::{DecodeParams, RawDetection, SsdConfig};
 use crate::error::WeightsError;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -101,7 +101,7 @@ pub fn load_strict(vs: &mut nn::VarStore, file: &Path, model: &str) -> Result<()
 pub struct Placement {
     pub device: Device,
     /// fp16 compute (CUDA only): BatchNorm folded in fp32, then every weight cast to fp16.
-    /// Without it a GPU computes in IEEE fp32 ([`crate::tf32`]).
+    /// Without it a GPU computes in IEEE fp32 ([`crate::sys::tf32`]).
     pub half: bool,
 }
 
@@ -116,12 +116,12 @@ impl Placement {
     }
 }
 
-/// Switches TF32 off for the process ([`crate::tf32`]), once; warns once if this libtorch lacks
+/// Switches TF32 off for the process ([`crate::sys::tf32`]), once; warns once if this libtorch lacks
 /// the switches.
 fn gpu_fp32_is_ieee() {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
-        if !crate::tf32::ieee_fp32() {
+        if !crate::sys::tf32::ieee_fp32() {
             eprintln!("boxwalk: warning: cannot switch TF32 off in this libtorch: fp32 on the GPU may round like TF32");
         }
     });
@@ -168,8 +168,7 @@ pub struct Detector {
 
 /// The card beside `file`, checked to be for `role`.
 pub(crate) fn card_for(file: &Path, role: &str) -> Result<Option<ModelCard>, WeightsError> {
-    let card =
-        ModelCard::for_weights(file).map_err(|reason| WeightsError::Other { file: file.to_path_buf(), reason })?;
+    let card = ModelCard::for_weights(file)?;
     match card {
         Some(c) if c.role != role => Err(WeightsError::Other {
             file: file.to_path_buf(),

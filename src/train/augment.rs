@@ -27,7 +27,7 @@ pub fn random_crop(s: &Sample, rng: &mut impl Rng) -> Sample {
         }
         let (l, t) = (rng.gen_range(0.0..=1.0 - w), rng.gen_range(0.0..=1.0 - h));
         let crop = [l, t, l + w, t + h];
-        if s.boxes.iter().any(|b| crate::boxes::iou(b, &crop) < min_iou) {
+        if s.boxes.iter().any(|b| crate::models::boxes::iou(b, &crop) < min_iou) {
             continue;
         }
         let keep: Vec<usize> = (0..s.boxes.len())

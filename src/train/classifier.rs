@@ -92,7 +92,7 @@ pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(Path
     let (train_items, classes) = (train_set.items, train_set.classes);
     let val_items = image_folder(&o.data.join("val"), Some(&classes))?.items;
     let divisor = match &o.init {
-        Some(f) => ModelCard::for_weights(f)?.map_or(1, |c| c.width_divisor.max(1)),
+        Some(f) => ModelCard::for_weights(f).map_err(|e| e.to_string())?.map_or(1, |c| c.width_divisor.max(1)),
         None => o.width_divisor.max(1),
     };
     tch::manual_seed(o.seed as i64);
@@ -136,7 +136,7 @@ pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(Path
             classes: card_classes.clone(),
             source: format!("boxwalk train classifier on {}", o.data.display()),
             source_sha256: None,
-            created: super::now(),
+            created: crate::sys::now(),
             demo: false,
             command: Some(o.command.clone()),
             seed: Some(o.seed),

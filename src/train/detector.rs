@@ -6,7 +6,7 @@
 
 use super::augment::{self, Sample};
 use super::{Optim, TrainLog};
-use crate::boxes::{self, SsdConfig};
+use crate::models::boxes::{self, SsdConfig};
 use crate::coco::Dataset;
 use crate::decode::{decode_file, Limits};
 use crate::models::ssd::{Ssd, SsdArch};
@@ -155,7 +155,7 @@ fn make_batch(
 
 /// Trains (or resumes) a detector; writes `OUT/detector.safetensors` and its model card.
 pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf, String> {
-    let ds = Dataset::read(&o.data.join("annotations.json"))?;
+    let ds = Dataset::read(&o.data.join("annotations.json")).map_err(|e| e.to_string())?;
     let classes: Vec<String> = ds.sorted_categories().into_iter().map(|c| c.name).collect();
     let arch = make_arch(&o.backbone, classes.len() as i64 + 1, o.width_divisor)?;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
@@ -210,7 +210,7 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
     if items.is_empty() {
         return Err(format!("{}: no images", o.data.display()));
     }
-    let val = o.val.as_ref().map(|v| Dataset::read(&v.join("annotations.json")).map(|d| (v.clone(), d))).transpose()?;
+    let val = o.val.as_ref().map(|v| Dataset::read(&v.join("annotations.json")).map(|d| (v.clone(), d))).transpose().map_err(|e| e.to_string())?;
     let cfg = SsdConfig::ssd300();
     let dboxes = cfg.default_boxes_xywh();
     let mut opt = o.optim.build(&vs, o.lr, o.weight_decay)?;
@@ -256,7 +256,7 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
         state.epoch = epoch + 1;
         state.losses.push(mean);
         vs.save(&ckpt).map_err(|e| format!("{}: {e}", ckpt.display()))?;
-        crate::output::write_atomic(&state_path, |w| {
+        crate::outputs::files::write_atomic(&state_path, |w| {
             serde_json::to_writer_pretty(&mut *w, &state).map_err(std::io::Error::other)
         })
         .map_err(|e| format!("{}: {e}", state_path.display()))?;
@@ -278,7 +278,7 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
         classes: classes.iter().map(|n| ClassInfo { name: n.clone(), coco_id: None }).collect(),
         source: format!("boxwalk train detector on {}", o.data.display()),
         source_sha256: None,
-        created: super::now(),
+        created: crate::sys::now(),
         demo: false,
         command: Some(o.command.clone()),
         seed: Some(o.seed),

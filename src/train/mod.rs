@@ -44,7 +44,3 @@ impl TrainLog for Stdout {
         println!("{s}");
     }
 }
-
-pub(crate) fn now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}

@@ -1,8 +1,9 @@
 //! Exports of a report for other tools: `--csv` (one row per detection and per failed image) and
 //! `--coco-json` (COCO detection results, for pycocotools' `COCO.loadRes` / `COCOeval`).
 
-use crate::output;
-use crate::report::{Detection, ImageEntry, Report};
+use super::files;
+use crate::error::FileError;
+use super::report::{Detection, ImageEntry, Report};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// A detection row leaves the error columns empty; a failed image's row leaves the detection
 /// columns empty. Images that were processed and have no detection have no row.
 pub fn write_csv(file: &Path, report: &Report) -> std::io::Result<()> {
-    output::write_atomic(file, |w| {
+    files::write_atomic(file, |w| {
         let mut csv = csv::Writer::from_writer(w);
         csv.write_record([
             "path",
@@ -74,7 +75,7 @@ struct GivenImages {
     first_category: Option<u64>,
 }
 
-fn read_image_ids(file: &Path) -> Result<GivenImages, String> {
+fn read_image_ids(file: &Path) -> Result<GivenImages, FileError> {
     #[derive(serde::Deserialize)]
     struct Img {
         id: u64,
@@ -90,9 +91,7 @@ fn read_image_ids(file: &Path) -> Result<GivenImages, String> {
         #[serde(default)]
         categories: Vec<Cat>,
     }
-    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let ann: Ann = serde_json::from_slice(&text)
-        .map_err(|e| format!("{}: not a COCO annotations file with `images`: {e}", file.display()))?;
+    let ann: Ann = FileError::read_json(file, "not a COCO annotations file with `images`")?;
     // Exact `file_name`s first; then bare file names, where they are unique in the file.
     let mut ids: HashMap<String, u64> = HashMap::new();
     let mut bare: HashMap<String, Option<u64>> = HashMap::new();
@@ -124,7 +123,7 @@ pub fn scored(e: &ImageEntry) -> &[Detection] {
 /// Writes the results list; without `images_from`, also `<results stem>.images.json`, a COCO
 /// file with the generated `images` (id, file_name, width, height), the `categories` seen, and
 /// no annotations. Returns a warning for images that `images_from` does not list.
-pub fn write_coco(export: &CocoExport, report: &Report) -> Result<Option<String>, String> {
+pub fn write_coco(export: &CocoExport, report: &Report) -> Result<Option<String>, FileError> {
     let ok: Vec<&ImageEntry> = report.images.iter().filter(|e| e.error.is_none() && e.width.is_some()).collect();
     let given = export.images_from.as_deref().map(read_image_ids).transpose()?;
     let ids: Vec<Option<u64>> = match &given {
@@ -156,9 +155,8 @@ pub fn write_coco(export: &CocoExport, report: &Report) -> Result<Option<String>
             results.push(CocoResult { image_id: *image_id, category_id, bbox: [0.0; 4], score: 0.0 });
         }
     }
-    let err = |e: std::io::Error| format!("{}: {e}", export.results.display());
-    output::write_atomic(&export.results, |w| serde_json::to_writer(w, &results).map_err(std::io::Error::other))
-        .map_err(err)?;
+    files::write_atomic(&export.results, |w| serde_json::to_writer(w, &results).map_err(std::io::Error::other))
+        .map_err(FileError::io(&export.results))?;
     let unmatched: Vec<&str> =
         ok.iter().zip(&ids).filter(|(_, id)| id.is_none()).map(|(e, _)| e.path.as_str()).collect();
     if export.images_from.is_none() {
@@ -178,8 +176,8 @@ pub fn write_coco(export: &CocoExport, report: &Report) -> Result<Option<String>
             cats.into_iter().map(|(id, name)| serde_json::json!({"id": id, "name": name})).collect();
         let doc = serde_json::json!({"images": images, "categories": categories, "annotations": []});
         let path = images_file(&export.results);
-        output::write_atomic(&path, |w| serde_json::to_writer(w, &doc).map_err(std::io::Error::other))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        files::write_atomic(&path, |w| serde_json::to_writer(w, &doc).map_err(std::io::Error::other))
+            .map_err(FileError::io(&path))?;
     }
     Ok((!unmatched.is_empty()).then(|| {
         format!(

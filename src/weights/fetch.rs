@@ -5,9 +5,9 @@
 //! `BOXWALK_MIRROR=URL` fetches the same file names from a mirror instead (an internal server
 //! for machines without internet access).
 
-use super::card::ModelCard;
-use super::store::{self, Role};
-use crate::config;
+use crate::models::card::ModelCard;
+use super::{boxwalk_home, store, Error, Role};
+use crate::sys::sha256_file;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -115,17 +115,18 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, progress: &indicatif::Pr
 }
 
 /// Downloads (or reuses) the checkpoint of `src` into `dir`; returns its path and SHA-256.
-pub fn download(src: &Source, mirror: Option<&str>, dir: &Path) -> Result<(PathBuf, String), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+fn download(src: &Source, mirror: Option<&str>, dir: &Path) -> Result<(PathBuf, String), Error> {
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let url = url_for(src, mirror);
+    let failed = |reason: String| Error::Download { url: url.clone(), reason };
     let dest = dir.join(src.file_name());
     let part = dir.join(format!("{}.part", src.file_name()));
-    let verify = |p: &Path| -> Result<String, String> {
-        let sha = crate::pipeline::sha256_file(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let verify = |p: &Path| -> Result<String, Error> {
+        let sha = sha256_file(p).map_err(Error::io(p))?;
         match src.sha256_prefix {
-            Some(prefix) if !sha.starts_with(prefix) => Err(format!(
+            Some(prefix) if !sha.starts_with(prefix) => Err(failed(format!(
                 "{url}: downloaded file has SHA-256 {sha}, expected it to start with {prefix}; removed it (corrupt download)"
-            )),
+            ))),
             _ => Ok(sha),
         }
     };
@@ -160,11 +161,11 @@ pub fn download(src: &Source, mirror: Option<&str>, dir: &Path) -> Result<(PathB
     }
     progress.finish_and_clear();
     if !done {
-        return Err(format!("{last_err}\n  {}", offline_help(&url, src)));
+        return Err(failed(format!("{last_err}\n  {}", offline_help(&url, src))));
     }
     match verify(&part) {
         Ok(sha) => {
-            std::fs::rename(&part, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+            std::fs::rename(&part, &dest).map_err(Error::io(&dest))?;
             Ok((dest, sha))
         }
         Err(e) => {
@@ -175,12 +176,12 @@ pub fn download(src: &Source, mirror: Option<&str>, dir: &Path) -> Result<(PathB
 }
 
 /// Downloads and installs one official model.
-pub fn fetch(src: &Source, mirror: Option<&str>) -> Result<(PathBuf, ModelCard), String> {
-    let downloads = config::boxwalk_home().join("downloads");
+pub fn fetch(src: &Source, mirror: Option<&str>) -> Result<(PathBuf, ModelCard), Error> {
+    let downloads = boxwalk_home().join("downloads");
     let (file, _) = download(src, mirror, &downloads)?;
     let (path, mut card) = store::import(&file, Some(src.role), None)?;
     card.source = url_for(src, mirror);
-    card.write_for(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    card.write_for(&path).map_err(Error::io(&path))?;
     Ok((path, card))
 }
 

@@ -95,7 +95,7 @@ fn encode_jpeg(img: &RgbImage, quality: u8, w: &mut dyn Write) -> std::io::Resul
 }
 
 /// Writes an image atomically, synced.
-pub fn write_image(path: &Path, img: &RgbImage, format: ImageFormat, jpeg_quality: u8) -> Result<(), String> {
+pub fn write_image(path: &Path, img: &RgbImage, format: ImageFormat, jpeg_quality: u8) -> std::io::Result<()> {
     write_image_as(path, img, format, jpeg_quality, Durability::Synced)
 }
 
@@ -106,9 +106,8 @@ pub fn write_image_as(
     format: ImageFormat,
     jpeg_quality: u8,
     durability: Durability,
-) -> Result<(), String> {
+) -> std::io::Result<()> {
     write_atomic_as(path, durability, |w| encode_image(img, format, jpeg_quality, w).map_err(std::io::Error::other))
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

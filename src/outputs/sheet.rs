@@ -6,9 +6,9 @@
 //! Filters, the view and the sort order live in the URL's fragment (`#class=dog&min=0.5`,
 //! `#view=failed`, `#sort=most`), so a grader can bookmark or share a filtered view.
 
-use crate::output;
+use super::files;
 use crate::preprocess;
-use crate::report::Report;
+use super::report::Report;
 use image::{ImageFormat, RgbImage};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use rayon::prelude::*;
@@ -38,18 +38,18 @@ pub fn thumb_rel(output_rel: &str) -> String {
 }
 
 /// Writes the thumbnail of an annotated image (atomically, as every output).
-pub fn write_thumbnail(out: &Path, output_rel: &str, img: &RgbImage) -> Result<(), String> {
+pub fn write_thumbnail(out: &Path, output_rel: &str, img: &RgbImage) -> std::io::Result<()> {
     let (w, h) = img.dimensions();
     let scale = (THUMB_SIDE as f64 / w.max(h).max(1) as f64).min(1.0);
     let (tw, th) = (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1));
     let thumb = preprocess::resize_rgb(img, tw, th);
     // Derived from the annotated copy and recreated when missing or stale: never worth a sync.
-    output::write_image_as(
+    files::write_image_as(
         &out.join(thumb_rel(output_rel)),
         &thumb,
         ImageFormat::Jpeg,
         85,
-        output::Durability::Deferred,
+        files::Durability::Deferred,
     )
 }
 
@@ -72,8 +72,8 @@ pub fn ensure_thumbnails(out: &Path, report: &Report) -> HashSet<String> {
     missing
         .par_iter()
         .filter(|o| {
-            let img = image::open(out.join(o)).map_err(|e| e.to_string());
-            img.and_then(|img| write_thumbnail(out, o, &img.to_rgb8())).is_err()
+            let img = image::open(out.join(o));
+            img.map_or(true, |img| write_thumbnail(out, o, &img.to_rgb8()).is_err())
         })
         .map(|o| o.to_string())
         .collect()
@@ -132,7 +132,7 @@ pub fn render_page(report: &Report, no_thumb: &HashSet<String>) -> String {
 pub fn write_index(out: &Path, report: &Report) -> std::io::Result<()> {
     let no_thumb = ensure_thumbnails(out, report);
     let page = render_page(report, &no_thumb);
-    output::write_atomic(&out.join("index.html"), |w| w.write_all(page.as_bytes()))
+    files::write_atomic(&out.join("index.html"), |w| w.write_all(page.as_bytes()))
 }
 
 #[cfg(test)]
@@ -141,7 +141,7 @@ mod tests {
 
     pub fn sample_report(path: &str) -> Report {
         serde_json::from_value(json!({
-            "schema": crate::report::SCHEMA, "tool": {"name": "boxwalk", "version": "0"},
+            "schema": super::report::SCHEMA, "tool": {"name": "boxwalk", "version": "0"},
             "started": "", "finished": "", "device": "cpu",
             "options": {"threshold": 0.4, "max_detections": 200, "classes": null, "top_k": 5, "classify_crops": false,
                         "detect": true, "classify": true, "half": false, "batch_size": 8, "format": null, "jpeg_quality": 90},

@@ -8,7 +8,7 @@ use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
 use imageproc::rect::Rect;
 
-const FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+const FONT_BYTES: &[u8] = include_bytes!("../../fonts/DejaVuSans.ttf");
 
 /// The bundled DejaVu Sans, parsed once.
 pub fn font() -> &'static FontRef<'static> {

@@ -12,8 +12,8 @@ pub struct CocoClass {
     pub name: &'static str,
 }
 
-const COCO_TSV: &str = include_str!("../models/coco_classes.tsv");
-const IMAGENET_TXT: &str = include_str!("../models/imagenet_classes.txt");
+const COCO_TSV: &str = include_str!("../../models/coco_classes.tsv");
+const IMAGENET_TXT: &str = include_str!("../../models/imagenet_classes.txt");
 
 /// The 80 COCO classes in SSD label order.
 pub fn coco() -> &'static [CocoClass] {

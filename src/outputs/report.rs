@@ -1,7 +1,9 @@
 //! The run report (`OUT/report.json`): serde types only, versioned by `schema`. Field names are
 //! part of the contract; add fields, never rename them without bumping the schema.
 
+use crate::error::FileError;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// Schema tag of this report version.
 pub const SCHEMA: &str = "boxwalk.report/1";
@@ -40,14 +42,19 @@ pub struct Report {
 
 impl Report {
     /// Reads a report file, naming the file in every error; refuses other schema versions.
-    pub fn read(file: &std::path::Path) -> Result<Report, String> {
-        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let report: Report =
-            serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a boxwalk report: {e}", file.display()))?;
+    pub fn read(file: &Path) -> Result<Report, FileError> {
+        let report: Report = FileError::read_json(file, "not a boxwalk report")?;
         if report.schema != SCHEMA {
-            return Err(format!("{}: schema `{}`, expected `{SCHEMA}`", file.display(), report.schema));
+            let reason = format!("schema `{}`, expected `{SCHEMA}`", report.schema);
+            return Err(FileError::Invalid { path: file.to_path_buf(), reason });
         }
         Ok(report)
+    }
+
+    /// Writes the report to `file`, atomically.
+    pub fn write(&self, file: &Path) -> Result<(), FileError> {
+        super::files::write_atomic(file, |w| serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other))
+            .map_err(FileError::io(file))
     }
 }
 

@@ -5,7 +5,7 @@
 //! killed at any moment continues where it stopped, and a nightly run over a growing archive only
 //! processes what is new or changed.
 
-use crate::report::{ImageEntry, ModelInfo, Options, Report};
+use super::report::{ImageEntry, ModelInfo, Options, Report};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -8,7 +8,7 @@
 //! microseconds per wait.
 //!
 //! tch has no binding for this; the driver's functions are looked up in `libcuda.so.1`, the
-//! library libtorch's CUDA runtime loads, as [`crate::tf32`] looks up libtorch's switches.
+//! library libtorch's CUDA runtime loads, as [`super::tf32`] looks up libtorch's switches.
 
 use std::ffi::{c_int, c_uint, c_void, CStr};
 

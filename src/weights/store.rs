@@ -5,9 +5,10 @@
 //! with `weights_only=True`), checks the result strictly against the model, and installs it under
 //! the official name with a model card (source, SHA-256 of the original, date, class names).
 
-use super::card::ModelCard;
-use super::{Classifier, Detector, Placement};
-use crate::config::{self, model_store};
+use crate::models::card::ModelCard;
+use super::{demo_dir, model_store, resolve, Error, Role};
+use crate::models::{Classifier, Detector, Placement};
+use crate::sys::{self, sha256_file};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -21,41 +22,6 @@ pub fn python() -> Option<PathBuf> {
         .or_else(|| option_env!("BOXWALK_BUILD_PYTHON").map(PathBuf::from))
 }
 
-/// Which model a file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Detector,
-    Classifier,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Detector => "detector",
-            Role::Classifier => "classifier",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "detector" => Some(Role::Detector),
-            "classifier" => Some(Role::Classifier),
-            _ => None,
-        }
-    }
-    fn store_file(self) -> &'static str {
-        match self {
-            Role::Detector => config::DETECTOR_FILE,
-            Role::Classifier => config::CLASSIFIER_FILE,
-        }
-    }
-    fn demo_file(self) -> &'static str {
-        match self {
-            Role::Detector => config::DEMO_DETECTOR_FILE,
-            Role::Classifier => config::DEMO_CLASSIFIER_FILE,
-        }
-    }
-}
-
 /// torchvision names its files `<model>-<first 8 hex of sha256>.pth` and checks that prefix.
 fn torchvision_hash_prefix(file: &Path) -> Option<String> {
     let stem = file.file_stem()?.to_str()?;
@@ -64,31 +30,30 @@ fn torchvision_hash_prefix(file: &Path) -> Option<String> {
 }
 
 /// Imports `file` into the store (or into `dest` when given); returns the installed path.
-pub fn import(file: &Path, role: Option<Role>, dest: Option<&Path>) -> Result<(PathBuf, ModelCard), String> {
-    let sha256 = crate::pipeline::sha256_file(file).map_err(|e| format!("{}: {e}", file.display()))?;
+pub fn import(file: &Path, role: Option<Role>, dest: Option<&Path>) -> Result<(PathBuf, ModelCard), Error> {
+    let sha256 = sha256_file(file).map_err(Error::io(file))?;
     if let Some(prefix) = torchvision_hash_prefix(file) {
         if !sha256.starts_with(&prefix) {
-            return Err(format!(
-                "{}: SHA-256 {sha256} does not start with {prefix} as its name says; the download is corrupt",
-                file.display()
-            ));
+            let reason = format!("SHA-256 {sha256} does not start with {prefix} as its name says; the download is corrupt");
+            return Err(Error::Invalid { path: file.to_path_buf(), reason });
         }
     }
     let store = dest.map(Path::to_path_buf).unwrap_or_else(model_store);
-    std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+    std::fs::create_dir_all(&store).map_err(Error::io(&store))?;
     let tmp = tempfile::Builder::new()
         .prefix(".import-")
         .suffix(".safetensors")
         .tempfile_in(&store)
-        .map_err(|e| format!("{}: {e}", store.display()))?;
+        .map_err(Error::io(&store))?;
     let guessed = convert(file, tmp.path())?;
-    let role = role.or(guessed).ok_or_else(|| {
-        format!("{}: cannot tell whether this is a detector or a classifier; pass --as", file.display())
+    let role = role.or(guessed).ok_or_else(|| Error::Invalid {
+        path: file.to_path_buf(),
+        reason: "cannot tell whether this is a detector or a classifier; pass --as".into(),
     })?;
     let place = Placement { device: Device::Cpu, half: false };
     let classes = match role {
-        Role::Detector => Detector::open(tmp.path(), place).map_err(|e| e.to_string())?.classes,
-        Role::Classifier => Classifier::open(tmp.path(), place).map_err(|e| e.to_string())?.classes,
+        Role::Detector => Detector::open(tmp.path(), place)?.classes,
+        Role::Classifier => Classifier::open(tmp.path(), place)?.classes,
     };
     let card = ModelCard {
         role: role.name().into(),
@@ -100,33 +65,35 @@ pub fn import(file: &Path, role: Option<Role>, dest: Option<&Path>) -> Result<(P
         classes,
         source: file.canonicalize().unwrap_or(file.to_path_buf()).display().to_string(),
         source_sha256: Some(sha256),
-        created: crate::train::now(),
+        created: sys::now(),
         demo: false,
         command: None,
         seed: None,
         quality: None,
     };
     let target = store.join(role.store_file());
-    card.write_for(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    tmp.persist(&target).map_err(|e| format!("{}: {}", target.display(), e.error))?;
+    card.write_for(&target).map_err(Error::io(&target))?;
+    tmp.persist(&target).map_err(|e| Error::Io { path: target.clone(), source: e.error })?;
     Ok((target, card))
 }
 
 /// Runs the converter; returns the role it recognised.
-fn convert(src: &Path, dst: &Path) -> Result<Option<Role>, String> {
-    let py = python().ok_or("no Python with torch known: set BOXWALK_PYTHON to the venv's python (scripts/venv.sh)")?;
-    let script = tempfile::Builder::new().suffix(".py").tempfile().map_err(|e| e.to_string())?;
-    std::fs::write(script.path(), CONVERTER).map_err(|e| e.to_string())?;
+fn convert(src: &Path, dst: &Path) -> Result<Option<Role>, Error> {
+    let py = python().ok_or_else(|| {
+        Error::Converter("no Python with torch known: set BOXWALK_PYTHON to the venv's python (scripts/venv.sh)".into())
+    })?;
+    let script = tempfile::Builder::new().suffix(".py").tempfile().map_err(|e| Error::Converter(e.to_string()))?;
+    std::fs::write(script.path(), CONVERTER).map_err(Error::io(script.path()))?;
     let out = std::process::Command::new(&py)
         .arg(script.path())
         .arg(src)
         .arg(dst)
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
+        .map_err(|e| Error::Converter(format!("cannot run {}: {e}", py.display())))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let reason = stderr.trim().lines().last().unwrap_or("conversion failed");
-        return Err(format!("{}: {reason}", src.display()));
+        return Err(Error::Invalid { path: src.to_path_buf(), reason: reason.to_string() });
     }
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     Ok(summary["role"].as_str().and_then(Role::parse))
@@ -147,7 +114,7 @@ pub struct Installed {
 /// Everything in the store and the demo folder, with which file `detect` would use per role.
 pub fn list() -> Vec<Installed> {
     let mut out = Vec::new();
-    for (dir, demo) in [(model_store(), false), (config::demo_dir(), true)] {
+    for (dir, demo) in [(model_store(), false), (demo_dir(), true)] {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut files: Vec<PathBuf> = entries
             .filter_map(Result::ok)
@@ -161,7 +128,7 @@ pub fn list() -> Vec<Installed> {
             out.push(Installed {
                 role,
                 source: card.as_ref().map(|c| c.source.clone()).unwrap_or_default(),
-                sha256: crate::pipeline::sha256_file(&f).unwrap_or_default(),
+                sha256: sha256_file(&f).unwrap_or_default(),
                 bytes: f.metadata().map(|m| m.len()).unwrap_or(0),
                 demo: demo || card.as_ref().is_some_and(|c| c.demo),
                 in_use: false,
@@ -170,7 +137,7 @@ pub fn list() -> Vec<Installed> {
         }
     }
     for role in [Role::Detector, Role::Classifier] {
-        let (pick, _) = config::resolve_weights(None, role.store_file(), role.demo_file());
+        let pick = resolve(role, None).file;
         if let Some(i) = out.iter_mut().find(|i| Path::new(&i.file) == pick) {
             i.in_use = true;
         }
