@@ -1,8 +1,8 @@
 //! COCO-format annotation files (the subset boxwalk reads and writes): images, annotations with
 //! `[x, y, w, h]` boxes in pixels, categories.
 
-use serde::{Deserialize, Serialize};
 use crate::error::FileError;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

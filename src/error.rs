@@ -1,5 +1,5 @@
-//! Error types at the library's boundaries. Each carries the file it is about, so a message
-//! always names the image or weight file and the reason.
+//! Error types shared across modules: why an image failed ([`ImageError`], recorded in the
+//! report) and why a file boxwalk reads or writes failed ([`FileError`]). Each names its file.
 
 use std::path::PathBuf;
 use thiserror::Error;
@@ -35,23 +35,6 @@ impl ImageError {
     }
 }
 
-/// Why a weight file could not be loaded into a model.
-#[derive(Debug, Error)]
-pub enum WeightsError {
-    #[error("{file}: cannot read weights: {reason}")]
-    Read { file: PathBuf, reason: String },
-    #[error("{file}: key `{key}` is required by the {model} but missing from the file{more}")]
-    Missing { file: PathBuf, key: String, model: String, more: String },
-    #[error("{file}: key `{key}` is not used by the {model}{more}")]
-    Unused { file: PathBuf, key: String, model: String, more: String },
-    #[error("{file}: key `{key}` has shape {found:?}, the {model} needs {expected:?}")]
-    Shape { file: PathBuf, key: String, model: String, found: Vec<i64>, expected: Vec<i64> },
-    #[error("{file}: {reason}")]
-    Other { file: PathBuf, reason: String },
-    #[error(transparent)]
-    Card(#[from] crate::models::card::CardError),
-}
-
 /// Why a file boxwalk reads or writes (a report, an annotations file, an export) failed.
 #[derive(Debug, Error)]
 pub enum FileError {
@@ -70,7 +53,10 @@ impl FileError {
     }
 
     /// Reads and parses a JSON file; `what` says what it should have been.
-    pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &'static str) -> Result<T, FileError> {
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        path: &std::path::Path,
+        what: &'static str,
+    ) -> Result<T, FileError> {
         let bytes = std::fs::read(path).map_err(FileError::io(path))?;
         serde_json::from_slice(&bytes).map_err(|source| FileError::Parse { path: path.to_path_buf(), what, source })
     }

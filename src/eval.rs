@@ -2,9 +2,9 @@
 //! precision, at most 100 detections per image, scores down to the decoder's 0.05) on a
 //! COCO-format set, and top-1/top-5 accuracy of a classifier on an ImageFolder set.
 
-use crate::models::boxes::{iou, DecodeParams};
 use crate::coco::Dataset;
 use crate::decode::{decode_file, Limits};
+use crate::models::boxes::{iou, DecodeParams};
 use crate::models::{Classifier, Detector};
 use crate::preprocess;
 use rayon::prelude::*;

@@ -1,4 +1,4 @@
-//! `boxwalk explain`: the seed project's homework questions answered by the tool itself.
+//! `boxwalk explain`: what the models are made of, shown by the tool itself.
 //! - `layers`: the module tree with every weighted layer's shape, and which layers make the
 //!   "18" of ResNet-18 (the "50" of ResNet-50; what is left of them in the SSD).
 //! - `kernels`: the kernels of the k-th convolution (numbered as `layers` numbers them) as a

@@ -17,13 +17,13 @@ pub mod error;
 pub mod exit;
 
 // The data path.
-pub mod discover;
 pub mod decode;
-pub mod preprocess;
-pub mod models;
+pub mod discover;
 pub mod engine;
-mod run;
+pub mod models;
 pub mod outputs;
+pub mod preprocess;
+mod run;
 
 // Around it.
 pub mod coco;

@@ -13,7 +13,9 @@ pub enum MergeError {
     File(#[from] FileError),
     #[error("nothing to merge")]
     Nothing,
-    #[error("{dir}: ran other models or options than {first} (run keys differ); shards must be run with the same flags")]
+    #[error(
+        "{dir}: ran other models or options than {first} (run keys differ); shards must be run with the same flags"
+    )]
     OtherRun { dir: PathBuf, first: PathBuf },
     #[error("{dir}: {path} is also in another shard (overlapping shards)")]
     Overlap { dir: PathBuf, path: String },

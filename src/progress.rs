@@ -2,8 +2,8 @@
 //! line every 10 seconds otherwise, JSON lines with `--json-progress`, nothing but errors with
 //! `--quiet`. Also carries the Ctrl-C request to stop after the current batch.
 
-use crate::run::Observer;
 use crate::outputs::report::ImageEntry;
+use crate::run::Observer;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -14,8 +14,8 @@ use crate::error::ImageError;
 use crate::models::boxes::DecodeParams;
 use crate::outputs::report::{Class, Detection};
 use crate::preprocess;
-use image::RgbImage;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use image::RgbImage;
 use serde::Serialize;
 use std::io::Read;
 use std::path::Path;
@@ -93,8 +93,10 @@ fn inference_loop(models: Models, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let inputs: Vec<engine::Input> =
-            batch.iter().map(|j| engine::Input { detector: Some(&j.det), classifier: Some(&j.cls), rgb: &j.rgb }).collect();
+        let inputs: Vec<engine::Input> = batch
+            .iter()
+            .map(|j| engine::Input { detector: Some(&j.det), classifier: Some(&j.cls), rgb: &j.rgb })
+            .collect();
         let results = engine::infer(&inputs, &settings, &models);
         for (job, result) in batch.iter().zip(results) {
             let reply = result.map(|mut per| {

@@ -1,6 +1,6 @@
 //! Scaling out on the scheduler users already have: `--shard K/N` keeps a deterministic share of
 //! the inputs (by a hash of each image's output path, so adding files never moves the others),
-//! and `boxwalk merge` ([`crate::merge`]) combines the shard outputs into one.
+//! and `boxwalk merge` (the `merge` module) combines the shard outputs into one.
 //!
 //! The shard can also come from the environment: Slurm job arrays (`SLURM_ARRAY_TASK_ID`, minus
 //! `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`) and Kubernetes Indexed Jobs

@@ -31,7 +31,7 @@ fn detect(inputs: &[&Path], out: &Path, extra: &[&str]) -> (i32, String, String)
 }
 
 fn report(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json")).expect("valid json")
+    common::read_report(out)
 }
 
 fn sample(i: usize) -> PathBuf {

@@ -173,7 +173,7 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(3), "finished with failures: {stderr}");
 
-    let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json");
+    let report: Value = common::read_report(&out);
     let by_path: BTreeMap<String, &Value> = report["images"]
         .as_array()
         .expect("images")

@@ -11,22 +11,12 @@ fn demo() -> PathBuf {
     common::repo().join("models/demo")
 }
 
-/// `boxwalk detect INPUT --out OUT` on the CPU with the demo models; returns (exit code, report).
+/// `boxwalk detect INPUT --out OUT --quiet` on the CPU with the demo models; returns (exit code, report).
 fn detect(input: &Path, out: &Path, extra: &[&std::ffi::OsStr]) -> (i32, Value) {
-    let o = common::boxwalk()
-        .arg("detect")
-        .arg(input)
-        .arg("--out")
-        .arg(out)
-        .args(["--device", "cpu", "--quiet", "--detector-weights"])
-        .arg(demo().join("detector.safetensors"))
-        .arg("--classifier-weights")
-        .arg(demo().join("classifier.safetensors"))
-        .args(extra)
-        .output()
-        .expect("run detect");
-    let report = serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json");
-    (o.status.code().unwrap_or(-1), report)
+    let mut flags = vec![std::ffi::OsStr::new("--quiet")];
+    flags.extend_from_slice(extra);
+    let (code, _, _) = common::detect_demo(&[input], out, &flags);
+    (code, common::read_report(out))
 }
 
 fn synth(dir: &Path, n: usize, seed: u64) {

@@ -32,7 +32,7 @@ fn detect_cmd(input: &Path, out: &Path, extra: &[&str]) -> Command {
 fn detect(input: &Path, out: &Path, extra: &[&str]) -> Value {
     let o = detect_cmd(input, out, extra).output().expect("run");
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json")
+    common::read_report(out)
 }
 
 /// Waits until the run writing `out` has journalled at least `images` images (the journal is the
@@ -134,7 +134,7 @@ fn several_inference_lanes_report_what_one_lane_does() {
         c.env("BOXWALK_TEST_MODEL_THREADS", "1").env("BOXWALK_TEST_LANES", lanes);
         let o = c.output().expect("run");
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json")
+        common::read_report(out)
     };
     for extra in [&[][..], &["--classify-crops"]] {
         let (one, two) = (run("1", extra), run("2", extra));
@@ -234,7 +234,10 @@ fn shard_runs_merged_equal_one_run() {
     for e in merged["images"].as_array().expect("images") {
         let o = e["output"].as_str().expect("output");
         assert!(merged_dir.join(o).is_file());
-        assert!(page.contains(o) && merged_dir.join(boxwalk::outputs::sheet::thumb_rel(o)).is_file(), "{o} on the merged sheet");
+        assert!(
+            page.contains(o) && merged_dir.join(boxwalk::outputs::sheet::thumb_rel(o)).is_file(),
+            "{o} on the merged sheet"
+        );
     }
 
     // Overlapping shards and shards run with other options are refused.

@@ -220,6 +220,11 @@ fn results_do_not_depend_on_the_batch_and_no_training_state_leaks() {
 /// The report of a CPU run over the reference images at `--threads 2`, batches of 4 and 2
 /// (each batch size is checked on its own), with the test hooks in `env`.
 fn reference_run_report(f: &Fixture, env: &[(&str, &str)]) -> Value {
+    reference_run(f, env).0
+}
+
+/// [`reference_run_report`] with the run's stderr.
+fn reference_run(f: &Fixture, env: &[(&str, &str)]) -> (Value, String) {
     let out = tempfile::tempdir().expect("tempdir");
     let d = &f.dir;
     let mut cmd = common::boxwalk();
@@ -229,11 +234,11 @@ fn reference_run_report(f: &Fixture, env: &[(&str, &str)]) -> Value {
     cmd.args(["--device", "cpu", "--threads", "2", "--batch-size", "4", "--quiet", "--no-html"]);
     cmd.envs(env.iter().copied());
     let o = cmd.output().expect("run boxwalk");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).expect("report")).expect("json");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    let report = common::read_report(out.path());
     assert_eq!(report["images"].as_array().expect("images").len(), f.images().len());
-    report
+    (report, stderr)
 }
 
 /// Every image's detections and classification in `b` are `a`'s, to the last bit.
@@ -257,8 +262,11 @@ fn assert_same_results(a: &Value, b: &Value, what: &str) {
 fn the_models_thread_count_never_changes_a_runs_results() {
     let f = fixture();
     let at_threads = reference_run_report(&f, &[("BOXWALK_TEST_LANES", "1")]);
-    for lanes in ["1", "2"] {
-        let from_one = reference_run_report(&f, &[("BOXWALK_TEST_MODEL_THREADS", "1"), ("BOXWALK_TEST_LANES", lanes)]);
+    assert_eq!(at_threads["timing"]["model_lanes"], 1, "the hook gave the run one lane");
+    for lanes in [1, 2] {
+        let env = [("BOXWALK_TEST_MODEL_THREADS", "1"), ("BOXWALK_TEST_LANES", if lanes == 1 { "1" } else { "2" })];
+        let from_one = reference_run_report(&f, &env);
+        assert_eq!(from_one["timing"]["model_lanes"], lanes, "{lanes} lanes ran batches");
         assert_same_results(&at_threads, &from_one, &format!("{lanes} lanes"));
     }
 }
@@ -270,8 +278,10 @@ fn the_models_thread_count_never_changes_a_runs_results() {
 fn preparing_a_batch_at_once_gives_each_image_its_own_results() {
     let f = fixture();
     let one_lane = ("BOXWALK_TEST_LANES", "1");
-    let alone = reference_run_report(&f, &[one_lane]);
-    let batched = reference_run_report(&f, &[one_lane, ("BOXWALK_TEST_BATCHED_PREPROCESSING", "1")]);
+    let (alone, said) = reference_run(&f, &[one_lane]);
+    assert!(!said.contains("a batch at a time"), "without the hook, each image is prepared alone: {said}");
+    let (batched, said) = reference_run(&f, &[one_lane, ("BOXWALK_TEST_BATCHED_PREPROCESSING", "1")]);
+    assert!(said.contains("inputs prepared a batch at a time"), "the hook took the batched path: {said}");
     assert_same_results(&alone, &batched, "inputs prepared a batch at a time");
 }
 

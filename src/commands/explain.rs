@@ -67,7 +67,9 @@ fn write_png(path: &Path, img: &image::RgbImage) -> Result<(), Error> {
 
 fn print_batchnorm(r: &BnReport, file: &Path, image: &Path, layer: &str, channels: usize, plot: Option<&Path>) {
     println!("BatchNorm {layer} of {} on {} (eps {}):", file.display(), image.display(), r.eps);
-    println!("  train mode: y = slope·x + intercept with slope = γ/√(batch var + eps), intercept = β − batch mean·slope");
+    println!(
+        "  train mode: y = slope·x + intercept with slope = γ/√(batch var + eps), intercept = β − batch mean·slope"
+    );
     println!("  eval mode:  the same with the running mean and variance");
     println!("  channel   train slope  train icpt    eval slope   eval icpt");
     for c in r.channels.iter().take(channels) {
@@ -77,7 +79,8 @@ fn print_batchnorm(r: &BnReport, file: &Path, image: &Path, layer: &str, channel
         );
     }
     println!("  max |prediction − layer output|: train {:.2e}, eval {:.2e}", r.max_error_train, r.max_error_eval);
-    let names = Classifier::open(file, Placement { device: Device::Cpu, half: false }).map(|c| c.classes).unwrap_or_default();
+    let names =
+        Classifier::open(file, Placement { device: Device::Cpu, half: false }).map(|c| c.classes).unwrap_or_default();
     let show = |top: &[(i64, f64)]| {
         let name = |i: i64| names.get(i as usize).map_or_else(|| format!("class {i}"), |c| c.name.clone());
         top.iter().map(|&(i, p)| format!("{} {p:.3}", name(i))).collect::<Vec<_>>().join(", ")

@@ -14,7 +14,8 @@ mod train;
 
 use crate::cli::{Command, ModelsCommand, TrainCommand};
 use crate::config::UsageError;
-use crate::error::{FileError, WeightsError};
+use crate::error::FileError;
+use crate::models::WeightsError;
 use crate::exit::Exit;
 use crate::run::FatalError;
 

@@ -8,7 +8,7 @@ pub mod infer;
 
 pub use infer::{infer, Input, PerImage, Settings};
 
-use crate::error::WeightsError;
+use crate::models::WeightsError;
 use crate::models::{Classifier, Detector, Placement};
 use std::path::Path;
 

@@ -85,7 +85,10 @@ impl ModelCard {
 
     /// The 80 COCO classes with their category ids.
     pub fn coco_classes() -> Vec<ClassInfo> {
-        crate::models::labels::coco().iter().map(|c| ClassInfo { name: c.name.to_string(), coco_id: Some(c.coco_id) }).collect()
+        crate::models::labels::coco()
+            .iter()
+            .map(|c| ClassInfo { name: c.name.to_string(), coco_id: Some(c.coco_id) })
+            .collect()
     }
 
     /// The 1000 ImageNet classes.

@@ -9,92 +9,17 @@ pub mod frozen;
 pub mod labels;
 pub mod resnet;
 pub mod ssd;
+mod strict;
 
 pub use card::{ClassInfo, ModelCard};
+pub use strict::{load_strict, WeightsError};
 
 use boxes::{DecodeParams, RawDetection, SsdConfig};
-use crate::error::WeightsError;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
-
-/// How many offending keys an error message lists after the first.
-const MORE_KEYS_SHOWN: usize = 5;
-
-fn more(keys: &[String]) -> String {
-    if keys.is_empty() {
-        return String::new();
-    }
-    let shown: Vec<&str> = keys.iter().take(MORE_KEYS_SHOWN).map(String::as_str).collect();
-    let rest = keys.len().saturating_sub(MORE_KEYS_SHOWN);
-    let tail = if rest > 0 { format!(" and {rest} more") } else { String::new() };
-    format!(" (also: {}{tail})", shown.join(", "))
-}
-
-/// Loads `file` into `vs`, strictly both ways: every model variable must be in the file with the
-/// same shape, and every tensor in the file must be a model variable. BatchNorm's
-/// `num_batches_tracked` buffers are accepted (present or not) next to a BatchNorm that the model
-/// has, since official checkpoints carry them and inference never reads them.
-pub fn load_strict(vs: &mut nn::VarStore, file: &Path, model: &str) -> Result<(), WeightsError> {
-    let tensors = Tensor::read_safetensors(file)
-        .map_err(|e| WeightsError::Read { file: file.to_path_buf(), reason: e.to_string() })?;
-    let vars = vs.variables();
-    let mut unused = Vec::new();
-    let mut found: HashMap<String, Tensor> = HashMap::new();
-    for (name, t) in tensors {
-        if let Some(prefix) = name.strip_suffix(".num_batches_tracked") {
-            if vars.contains_key(&format!("{prefix}.running_mean")) {
-                continue;
-            }
-        }
-        if vars.contains_key(&name) {
-            found.insert(name, t);
-        } else {
-            unused.push(name);
-        }
-    }
-    unused.sort();
-    if let Some((key, rest)) = unused.split_first() {
-        return Err(WeightsError::Unused {
-            file: file.to_path_buf(),
-            key: key.clone(),
-            model: model.into(),
-            more: more(rest),
-        });
-    }
-    let missing: Vec<String> =
-        vars.keys().filter(|k| !found.contains_key(*k)).cloned().collect::<BTreeSet<_>>().into_iter().collect();
-    if let Some((key, rest)) = missing.split_first() {
-        return Err(WeightsError::Missing {
-            file: file.to_path_buf(),
-            key: key.clone(),
-            model: model.into(),
-            more: more(rest),
-        });
-    }
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
-    let _guard = tch::no_grad_guard();
-    for name in names {
-        let (var, src) = (&vars[name], &found[name]);
-        if var.size() != src.size() {
-            return Err(WeightsError::Shape {
-                file: file.to_path_buf(),
-                key: name.clone(),
-                model: model.into(),
-                found: src.size(),
-                expected: var.size(),
-            });
-        }
-        let src = src
-            .f_to_kind(var.kind())
-            .map_err(|e| WeightsError::Other { file: file.to_path_buf(), reason: format!("key `{name}`: {e}") })?;
-        var.shallow_clone().copy_(&src);
-    }
-    Ok(())
-}
 
 /// Where a model runs and in which precision.
 #[derive(Debug, Clone, Copy, PartialEq)]

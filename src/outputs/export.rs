@@ -2,8 +2,8 @@
 //! `--coco-json` (COCO detection results, for pycocotools' `COCO.loadRes` / `COCOeval`).
 
 use super::files;
-use crate::error::FileError;
 use super::report::{Detection, ImageEntry, Report};
+use crate::error::FileError;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

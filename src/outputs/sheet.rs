@@ -7,8 +7,8 @@
 //! `#view=failed`, `#sort=most`), so a grader can bookmark or share a filtered view.
 
 use super::files;
-use crate::preprocess;
 use super::report::Report;
+use crate::preprocess;
 use image::{ImageFormat, RgbImage};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use rayon::prelude::*;
@@ -44,13 +44,7 @@ pub fn write_thumbnail(out: &Path, output_rel: &str, img: &RgbImage) -> std::io:
     let (tw, th) = (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1));
     let thumb = preprocess::resize_rgb(img, tw, th);
     // Derived from the annotated copy and recreated when missing or stale: never worth a sync.
-    files::write_image_as(
-        &out.join(thumb_rel(output_rel)),
-        &thumb,
-        ImageFormat::Jpeg,
-        85,
-        files::Durability::Deferred,
-    )
+    files::write_image_as(&out.join(thumb_rel(output_rel)), &thumb, ImageFormat::Jpeg, 85, files::Durability::Deferred)
 }
 
 /// Whether the thumbnail of `output_rel` is missing, empty (thumbnails are not synced, so a power
@@ -141,7 +135,7 @@ mod tests {
 
     pub fn sample_report(path: &str) -> Report {
         serde_json::from_value(json!({
-            "schema": super::report::SCHEMA, "tool": {"name": "boxwalk", "version": "0"},
+            "schema": crate::outputs::report::SCHEMA, "tool": {"name": "boxwalk", "version": "0"},
             "started": "", "finished": "", "device": "cpu",
             "options": {"threshold": 0.4, "max_detections": 200, "classes": null, "top_k": 5, "classify_crops": false,
                         "detect": true, "classify": true, "half": false, "batch_size": 8, "format": null, "jpeg_quality": 90},

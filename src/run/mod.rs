@@ -20,19 +20,19 @@ use crate::config::{Config, MissingWeights};
 use crate::discover;
 use crate::engine::infer::BoxContext;
 use crate::engine::{LoadError, Models};
-use crate::error::WeightsError;
+use crate::models::WeightsError;
+use crate::models::Placement;
 use crate::outputs::journal::Journal;
 use crate::outputs::report::{self, ImageEntry, Report, SkippedEntry, Timing};
 use crate::outputs::{export, files, sheet};
-use crate::models::Placement;
 use crate::sys::{self, memory, threads};
 use lanes::{infer_lane, InferredBatch, LaneContext, Lanes};
 use prepare::{prepare_chunk, Prepared, Wanted};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::Instant;
-use times::{secs, StageTimes};
 use tch::Device;
+use times::{secs, StageTimes};
 
 /// Why a run could not go on at all.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,9 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
 
     let plan::Plan { models: model_info, options, run_key, carried, todo, mut counts } =
         plan::plan(cfg, jobs, skipped.len(), &pool)?;
+    if prepare::batched(cfg) && on_cpu {
+        eprintln!("boxwalk: warning: test hook BOXWALK_TEST_BATCHED_PREPROCESSING: inputs prepared a batch at a time");
+    }
     let times = StageTimes::default();
     let settings = cfg.settings();
     // From the options, so that the workers can start before the models are loaded.

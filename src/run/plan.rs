@@ -5,11 +5,11 @@
 use super::FatalError;
 use crate::config::Config;
 use crate::discover::ImageJob;
+use crate::models::card::ModelCard;
 use crate::outputs::journal;
 use crate::outputs::report::{self, Counts, ImageEntry, ModelInfo};
 use crate::outputs::sheet;
 use crate::sys::sha256_file;
-use crate::models::card::ModelCard;
 use crate::weights::Role;
 use rayon::prelude::*;
 use std::path::{Component, Path};
@@ -34,7 +34,8 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, skipped: usize, pool: &rayon::Thr
         cfg.check_weights()?;
         for (role, file) in [(Role::Detector, &cfg.detector_weights), (Role::Classifier, &cfg.classifier_weights)] {
             if let Some(f) = file {
-                let sha256 = sha256_file(f).map_err(|e| FatalError::Output { path: f.clone(), reason: e.to_string() })?;
+                let sha256 =
+                    sha256_file(f).map_err(|e| FatalError::Output { path: f.clone(), reason: e.to_string() })?;
                 models.push(ModelInfo {
                     role: role.name().into(),
                     file: f.to_string_lossy().into_owned(),

@@ -155,6 +155,20 @@ impl IntraOpThreads {
     }
 }
 
+/// Lowers the calling thread to nice +10. On a CPU run the models' threads and the workers share
+/// the cores, and libtorch's parallel regions wait for their slowest thread, so a worker that
+/// preempts one stalls the whole forward pass. At nice +10 the workers fill the gaps the models
+/// leave (waits, batch edges) and take the cores whenever the models wait for input. Not
+/// SCHED_IDLE: on a machine busy with other work that would all but stop them, and the run too.
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority with who = 0 changes the calling thread's nice value only (Linux);
+    // failure only leaves the default priority.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,19 +298,5 @@ mod tests {
         assert_eq!(tch::get_num_threads(), here, "the calling thread's count is untouched");
         let other = std::thread::spawn(tch::get_num_threads).join().expect("other");
         assert_eq!(other, 2, "a new thread still starts from the process default");
-    }
-}
-
-/// Lowers the calling thread to nice +10. On a CPU run the models' threads and the workers share
-/// the cores, and libtorch's parallel regions wait for their slowest thread, so a worker that
-/// preempts one stalls the whole forward pass. At nice +10 the workers fill the gaps the models
-/// leave (waits, batch edges) and take the cores whenever the models wait for input. Not
-/// SCHED_IDLE: on a machine busy with other work that would all but stop them, and the run too.
-pub fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority with who = 0 changes the calling thread's nice value only (Linux);
-    // failure only leaves the default priority.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }

@@ -6,9 +6,9 @@
 
 use super::augment::{self, Sample};
 use super::{Optim, TrainLog};
-use crate::models::boxes::{self, SsdConfig};
 use crate::coco::Dataset;
 use crate::decode::{decode_file, Limits};
+use crate::models::boxes::{self, SsdConfig};
 use crate::models::ssd::{Ssd, SsdArch};
 use crate::models::{load_strict, ClassInfo, Detector, ModelCard, Placement};
 use crate::preprocess;
@@ -210,7 +210,12 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
     if items.is_empty() {
         return Err(format!("{}: no images", o.data.display()));
     }
-    let val = o.val.as_ref().map(|v| Dataset::read(&v.join("annotations.json")).map(|d| (v.clone(), d))).transpose().map_err(|e| e.to_string())?;
+    let val = o
+        .val
+        .as_ref()
+        .map(|v| Dataset::read(&v.join("annotations.json")).map(|d| (v.clone(), d)))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let cfg = SsdConfig::ssd300();
     let dboxes = cfg.default_boxes_xywh();
     let mut opt = o.optim.build(&vs, o.lr, o.weight_decay)?;

@@ -1,5 +1,4 @@
-//! Training (the seed's transfer-learning exercise, and how users get models for their own
-//! classes): `boxwalk train classifier` and `boxwalk train detector`. This is the one place that
+//! Training (fine-tuning the classifier, and how users get models for their own classes): `boxwalk train classifier` and `boxwalk train detector`. This is the one place that
 //! runs the networks in training mode.
 
 pub mod augment;

@@ -5,8 +5,8 @@
 //! `BOXWALK_MIRROR=URL` fetches the same file names from a mirror instead (an internal server
 //! for machines without internet access).
 
-use crate::models::card::ModelCard;
 use super::{boxwalk_home, store, Error, Role};
+use crate::models::card::ModelCard;
 use crate::sys::sha256_file;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -128,7 +128,7 @@ pub enum Error {
     #[error(transparent)]
     Card(#[from] crate::models::card::CardError),
     #[error(transparent)]
-    Weights(#[from] crate::error::WeightsError),
+    Weights(#[from] crate::models::WeightsError),
     /// The converter could not run.
     #[error("{0}")]
     Converter(String),

@@ -5,8 +5,8 @@
 //! with `weights_only=True`), checks the result strictly against the model, and installs it under
 //! the official name with a model card (source, SHA-256 of the original, date, class names).
 
-use crate::models::card::ModelCard;
 use super::{demo_dir, model_store, resolve, Error, Role};
+use crate::models::card::ModelCard;
 use crate::models::{Classifier, Detector, Placement};
 use crate::sys::{self, sha256_file};
 use serde::Serialize;
@@ -34,7 +34,8 @@ pub fn import(file: &Path, role: Option<Role>, dest: Option<&Path>) -> Result<(P
     let sha256 = sha256_file(file).map_err(Error::io(file))?;
     if let Some(prefix) = torchvision_hash_prefix(file) {
         if !sha256.starts_with(&prefix) {
-            let reason = format!("SHA-256 {sha256} does not start with {prefix} as its name says; the download is corrupt");
+            let reason =
+                format!("SHA-256 {sha256} does not start with {prefix} as its name says; the download is corrupt");
             return Err(Error::Invalid { path: file.to_path_buf(), reason });
         }
     }

@@ -74,6 +74,26 @@ pub fn run(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
     )
 }
 
+/// The report a run wrote into `out`.
+pub fn read_report(out: &Path) -> serde_json::Value {
+    let file = out.join("report.json");
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: not JSON: {e}", file.display()))
+}
+
+/// Runs `boxwalk detect INPUTS --out OUT --device cpu` with the shipped demo models (whatever the
+/// model store holds) and `extra` flags; returns (exit code, stdout, stderr).
+pub fn detect_demo(inputs: &[&Path], out: &Path, extra: &[impl AsRef<std::ffi::OsStr>]) -> (i32, String, String) {
+    let demo = repo().join("models/demo");
+    let mut args: Vec<std::ffi::OsString> = vec!["detect".into()];
+    args.extend(inputs.iter().map(|p| p.as_os_str().to_owned()));
+    args.extend(["--out".into(), out.as_os_str().to_owned(), "--device".into(), "cpu".into()]);
+    args.extend(["--detector-weights".into(), demo.join("detector.safetensors").into_os_string()]);
+    args.extend(["--classifier-weights".into(), demo.join("classifier.safetensors").into_os_string()]);
+    args.extend(extra.iter().map(|a| a.as_ref().to_owned()));
+    run(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>())
+}
+
 /// Asserts two JSON values are equal up to `tol` on every number (float results may differ in
 /// the last bits between batch compositions).
 pub fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, tol: f64, at: &str) {
