@@ -25,7 +25,7 @@ rounds=${6:-1}
 make -s build >/dev/null
 venv=$(scripts/venv.sh)
 py=$venv/bin/python
-bin=./target/release/boxwalk
+bin=${BOXWALK_BIN:-./target/release/boxwalk}
 work=target/bench
 # Keyed by the reference scripts, so that a changed reference is never read from an old run.
 ref=$work/reference-$(cat tests/reference/make_reference.py tests/reference/ssd_reference.py | sha256sum | cut -c1-16)

@@ -134,7 +134,7 @@ fn several_inference_lanes_report_what_one_lane_does() {
         c.env("BOXWALK_TEST_MODEL_THREADS", "1").env("BOXWALK_TEST_LANES", lanes);
         let o = c.output().expect("run");
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        common::read_report(out)
+        common::read_report(&out)
     };
     for extra in [&[][..], &["--classify-crops"]] {
         let (one, two) = (run("1", extra), run("2", extra));

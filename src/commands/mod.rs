@@ -15,8 +15,8 @@ mod train;
 use crate::cli::{Command, ModelsCommand, TrainCommand};
 use crate::config::UsageError;
 use crate::error::FileError;
-use crate::models::WeightsError;
 use crate::exit::Exit;
+use crate::models::WeightsError;
 use crate::run::FatalError;
 
 /// Why a subcommand failed.

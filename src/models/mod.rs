@@ -15,7 +15,6 @@ pub use card::{ClassInfo, ModelCard};
 pub use strict::{load_strict, WeightsError};
 
 use boxes::{DecodeParams, RawDetection, SsdConfig};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::nn;
