@@ -4,6 +4,7 @@
 
 use crate::coco::Dataset;
 use crate::decode::{decode_file, Limits};
+use crate::error::{FileError, ImageError};
 use crate::models::boxes::{iou, DecodeParams};
 use crate::models::{Classifier, Detector};
 use crate::preprocess;
@@ -134,17 +135,30 @@ pub fn truths_of(ds: &Dataset) -> (Vec<Truth>, Vec<String>) {
     (truths, cats.into_iter().map(|c| c.name).collect())
 }
 
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{0}: no class folders (expected <class>/<image> inside)")]
+    NoClassFolders(PathBuf),
+    #[error("{dir}: class folder `{folder}` is not one of the model's classes")]
+    UnknownClass { dir: PathBuf, folder: String },
+}
+
 /// Runs `det` over every image of a COCO set under `root` and scores it.
-pub fn eval_detector(det: &Detector, ds: &Dataset, root: &Path, batch_size: usize) -> Result<MapResult, String> {
+pub fn eval_detector(det: &Detector, ds: &Dataset, root: &Path, batch_size: usize) -> Result<MapResult, EvalError> {
     let params = DecodeParams { max_output: 100, ..DecodeParams::default() };
     let mut dets = Vec::new();
     let indexed: Vec<(usize, PathBuf)> =
         ds.images.iter().enumerate().map(|(i, im)| (i, root.join(&im.file_name))).collect();
     for chunk in indexed.chunks(batch_size.max(1)) {
-        let prepared: Vec<Result<(usize, u32, u32, Tensor), String>> = chunk
+        let prepared: Vec<Result<(usize, u32, u32, Tensor), ImageError>> = chunk
             .par_iter()
             .map(|(i, p)| {
-                let d = decode_file(p, &Limits::default()).map_err(|e| e.to_string())?;
+                let d = decode_file(p, &Limits::default())?;
                 let (w, h) = d.rgb.dimensions();
                 Ok((*i, w, h, preprocess::detector_input(&preprocess::upload(&d.rgb, Device::Cpu))))
             })
@@ -176,22 +190,22 @@ pub struct ImageFolder {
 /// Reads an ImageFolder split: `(path, class index)`. With `classes`, folder names are looked up in
 /// it (a folder not in it is an error; a class may have no folder); without, the classes are the
 /// sorted folder names.
-pub fn image_folder(dir: &Path, classes: Option<&[String]>) -> Result<ImageFolder, String> {
+pub fn image_folder(dir: &Path, classes: Option<&[String]>) -> Result<ImageFolder, EvalError> {
     let mut folders: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(FileError::io(dir))?
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     folders.sort();
     if folders.is_empty() {
-        return Err(format!("{}: no class folders (expected <class>/<image> inside)", dir.display()));
+        return Err(EvalError::NoClassFolders(dir.to_path_buf()));
     }
     let classes: Vec<String> = classes.map_or_else(|| folders.clone(), <[String]>::to_vec);
     let mut items = Vec::new();
     for f in &folders {
         let Some(k) = classes.iter().position(|c| c == f) else {
-            return Err(format!("{}: class folder `{f}` is not one of the model's classes", dir.display()));
+            return Err(EvalError::UnknownClass { dir: dir.to_path_buf(), folder: f.clone() });
         };
         for e in walkdir::WalkDir::new(dir.join(f)).sort_by_file_name().into_iter().filter_map(Result::ok) {
             if e.file_type().is_file() && crate::discover::is_image_name(e.path()) {
@@ -211,13 +225,13 @@ pub struct Accuracy {
 }
 
 /// Top-1/top-5 of `cls` on `items`; folder class k must be the classifier's output k.
-pub fn eval_classifier(cls: &Classifier, items: &[(PathBuf, usize)], batch_size: usize) -> Result<Accuracy, String> {
+pub fn eval_classifier(cls: &Classifier, items: &[(PathBuf, usize)], batch_size: usize) -> Result<Accuracy, EvalError> {
     let (mut top1, mut top5) = (0usize, 0usize);
     for chunk in items.chunks(batch_size.max(1)) {
-        let inputs: Vec<Result<Tensor, String>> = chunk
+        let inputs: Vec<Result<Tensor, ImageError>> = chunk
             .par_iter()
             .map(|(p, _)| {
-                let d = decode_file(p, &Limits::default()).map_err(|e| e.to_string())?;
+                let d = decode_file(p, &Limits::default())?;
                 Ok(preprocess::classifier_input(&preprocess::upload(&d.rgb, Device::Cpu)))
             })
             .collect();

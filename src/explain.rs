@@ -7,7 +7,7 @@
 //!   image's batch statistics) and in eval mode (running statistics), checked against the
 //!   layer's real output, and how far the two modes move the classifier's top-5.
 
-use crate::models::{self, resnet, ssd, ModelCard};
+use crate::models::{self, resnet, ssd, ModelCard, WeightsError};
 use crate::preprocess;
 use image::{Rgb, RgbImage};
 use serde::Serialize;
@@ -18,6 +18,19 @@ use tch::{Device, Kind, Tensor};
 
 const BN_EPS: f64 = 1e-5;
 
+/// Why an explanation could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("unknown model `{0}` (resnet18, resnet50 or ssd300)")]
+    UnknownModel(String),
+    #[error("--layer {layer}: ResNet-18 has convolutions 1 to {count}")]
+    NoConvolution { layer: usize, count: usize },
+    #[error("--layer {layer}: not a BatchNorm layer of ResNet-18 (these are: {known})")]
+    NotBatchNorm { layer: String, known: String },
+    #[error("the layer was not reached")]
+    NotReached,
+}
+
 /// The architectures `explain` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -27,12 +40,12 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub fn parse(s: &str) -> Result<Arch, String> {
+    pub fn parse(s: &str) -> Result<Arch, ExplainError> {
         match s {
             "resnet18" => Ok(Arch::ResNet18),
             "resnet50" => Ok(Arch::ResNet50),
             "ssd300" | "ssd" => Ok(Arch::Ssd300),
-            other => Err(format!("unknown model `{other}` (resnet18, resnet50 or ssd300)")),
+            other => Err(ExplainError::UnknownModel(other.into())),
         }
     }
 }
@@ -243,25 +256,25 @@ pub fn layers_text(l: &Layers) -> String {
 }
 
 /// A ResNet-18's variables as loaded from `file` (architecture width from its model card).
-pub fn load_resnet18(file: &Path) -> Result<nn::VarStore, String> {
-    let classes = models::fc_classes(file).map_err(|e| e.to_string())?;
-    let card: Option<ModelCard> = models::card_for(file, "classifier").map_err(|e| e.to_string())?;
+pub fn load_resnet18(file: &Path) -> Result<nn::VarStore, WeightsError> {
+    let classes = models::fc_classes(file)?;
+    let card: Option<ModelCard> = models::card_for(file, "classifier")?;
     let base = 64 / card.map_or(1, |c| c.width_divisor.max(1));
     let mut vs = nn::VarStore::new(Device::Cpu);
     let _m = resnet::resnet18(&vs.root(), classes, base);
-    models::load_strict(&mut vs, file, "ResNet-18 classifier").map_err(|e| e.to_string())?;
+    models::load_strict(&mut vs, file, "ResNet-18 classifier")?;
     vs.freeze();
     Ok(vs)
 }
 
 /// The k-th convolution (1-based, as `layers` numbers them) of ResNet-18.
-pub fn conv_key(k: usize) -> Result<String, String> {
+pub fn conv_key(k: usize) -> Result<String, ExplainError> {
     let l = layers(Arch::ResNet18);
     l.layers
         .iter()
         .find(|r| r.conv_index == Some(k))
         .map(|r| r.key.clone())
-        .ok_or_else(|| format!("--layer {k}: ResNet-18 has convolutions 1 to {}", l.convolutions))
+        .ok_or(ExplainError::NoConvolution { layer: k, count: l.convolutions })
 }
 
 /// Per-kernel min–max normalised grid: RGB tiles for 3-input-channel kernels, else one grey tile
@@ -400,18 +413,18 @@ fn top5(logits: &Tensor) -> (Vec<(i64, f64)>, Tensor) {
 }
 
 /// Explains the BatchNorm `layer` of the ResNet-18 in `vs` on `image` (decoded RGB).
-pub fn batchnorm(vs: &nn::VarStore, image: &RgbImage, layer: &str) -> Result<BnReport, String> {
+pub fn batchnorm(vs: &nn::VarStore, image: &RgbImage, layer: &str) -> Result<BnReport, ExplainError> {
     let v = vs.variables();
     if !v.contains_key(&format!("{layer}.running_mean")) {
         let mut names: Vec<&str> = v.keys().filter_map(|k| k.strip_suffix(".running_mean")).collect();
         names.sort();
-        return Err(format!("--layer {layer}: not a BatchNorm layer of ResNet-18 (these are: {})", names.join(", ")));
+        return Err(ExplainError::NotBatchNorm { layer: layer.into(), known: names.join(", ") });
     }
     let _guard = tch::no_grad_guard();
     let x = preprocess::classifier_input(&preprocess::upload(image, Device::Cpu));
     let (logits_eval, input) = traced_forward(&v, &x, false, layer);
     let (logits_train, _) = traced_forward(&v, &x, true, layer);
-    let input = input.ok_or("the layer was not reached")?;
+    let input = input.ok_or(ExplainError::NotReached)?;
     let f = |s: &str| v[&format!("{layer}.{s}")].to_kind(Kind::Double);
     let xd = input.to_kind(Kind::Double);
     let mean = xd.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Double);

@@ -12,6 +12,7 @@
 //! ```
 
 use crate::coco;
+use crate::error::FileError;
 use crate::outputs::files;
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_circle_mut, draw_polygon_mut};
@@ -175,16 +176,15 @@ pub fn scene(opts: &SynthOptions, index: usize) -> Scene {
 }
 
 /// Writes a whole synthetic set under `out`.
-pub fn write_set(opts: &SynthOptions, out: &Path) -> Result<coco::Dataset, String> {
-    let io = |p: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
-    let per_image: Vec<Result<Vec<coco::Annotation>, String>> = (0..opts.n)
+pub fn write_set(opts: &SynthOptions, out: &Path) -> Result<coco::Dataset, FileError> {
+    let per_image: Vec<Result<Vec<coco::Annotation>, FileError>> = (0..opts.n)
         .into_par_iter()
         .map(|i| {
             let s = scene(opts, i);
             let name = format!("{i:06}.png");
             let split = if i % 5 == 4 { "val" } else { "train" };
             let save = |path: &Path, img: &RgbImage| {
-                files::write_image(path, img, image::ImageFormat::Png, 95).map_err(|e| io(path, &e))
+                files::write_image(path, img, image::ImageFormat::Png, 95).map_err(FileError::io(path))
             };
             save(&out.join("images").join(&name), &s.image)?;
             save(&out.join("scenes").join(split).join(BACKGROUNDS[s.background]).join(&name), &s.image)?;
@@ -241,7 +241,7 @@ pub fn write_set(opts: &SynthOptions, out: &Path) -> Result<coco::Dataset, Strin
     };
     let path = out.join("annotations.json");
     files::write_atomic(&path, |w| serde_json::to_writer(&mut *w, &ds).map_err(std::io::Error::other))
-        .map_err(|e| io(&path, &e))?;
+        .map_err(FileError::io(&path))?;
     Ok(ds)
 }
 

@@ -13,7 +13,7 @@ pub fn detect(args: DetectArgs) -> Result<Exit, Error> {
     let cfg = Config::from_args(args)?;
     if bench_forward {
         let floor = run::floor::forward_floor(&cfg)?;
-        println!("{}", serde_json::to_string(&floor).map_err(|e| Error::Failed(format!("cannot write JSON: {e}")))?);
+        println!("{}", serde_json::to_string(&floor)?);
         return Ok(Exit::Ok);
     }
     if !cfg.demo_roles.is_empty() && !cfg.quiet {

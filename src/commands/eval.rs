@@ -12,7 +12,7 @@ pub fn eval(a: EvalArgs) -> Result<Exit, Error> {
     let (json, text) = if let Some(w) = &a.weights.detector_weights {
         let det = Detector::open(w, place)?;
         let ds = crate::coco::Dataset::read(&a.data.join("annotations.json"))?;
-        let r = crate::eval::eval_detector(&det, &ds, &a.data, a.batch_size).map_err(Error::Failed)?;
+        let r = crate::eval::eval_detector(&det, &ds, &a.data, a.batch_size)?;
         let text = format!(
             "mAP@0.5 {:.4}, mAP@[.5:.95] {:.4} over {} images, {} boxes",
             r.map50, r.map50_95, r.images, r.truths
@@ -21,15 +21,15 @@ pub fn eval(a: EvalArgs) -> Result<Exit, Error> {
     } else if let Some(w) = &a.weights.classifier_weights {
         let cls = Classifier::open(w, place)?;
         let names: Vec<String> = cls.classes.iter().map(|c| c.name.clone()).collect();
-        let items = crate::eval::image_folder(&a.data, Some(&names)).map_err(Error::Failed)?.items;
-        let r = crate::eval::eval_classifier(&cls, &items, a.batch_size).map_err(Error::Failed)?;
+        let items = crate::eval::image_folder(&a.data, Some(&names))?.items;
+        let r = crate::eval::eval_classifier(&cls, &items, a.batch_size)?;
         let text = format!("top-1 {:.4}, top-5 {:.4} over {} images", r.top1, r.top5, r.images);
         (serde_json::to_string(&r), text)
     } else {
         return Err(UsageError("pass --detector-weights or --classifier-weights".into()).into());
     };
     if a.json {
-        println!("{}", json.map_err(|e| Error::Failed(format!("cannot write JSON: {e}")))?);
+        println!("{}", json?);
     } else {
         println!("{text}");
     }

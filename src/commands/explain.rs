@@ -17,7 +17,7 @@ pub fn explain(e: ExplainCommand) -> Result<Exit, Error> {
     let weights = |w: Option<PathBuf>| resolve(Role::Classifier, w).file;
     match e {
         ExplainCommand::Layers { model, json } => {
-            let l = explain::layers(explain::Arch::parse(&model).map_err(Error::Failed)?);
+            let l = explain::layers(explain::Arch::parse(&model)?);
             if json {
                 println!("{}", json_pretty(&l)?);
             } else {
@@ -26,14 +26,14 @@ pub fn explain(e: ExplainCommand) -> Result<Exit, Error> {
         }
         ExplainCommand::Kernels { layer, weights: w, out, tensor, zoom } => {
             let file = weights(w);
-            let key = explain::conv_key(layer).map_err(Error::Failed)?;
-            let vs = explain::load_resnet18(&file).map_err(Error::Failed)?;
+            let key = explain::conv_key(layer)?;
+            let vs = explain::load_resnet18(&file)?;
             let w = vs.variables()[&format!("{key}.weight")].shallow_clone();
             let grid = explain::kernel_grid(&w, zoom.clamp(1, 64));
             write_png(&out, &grid)?;
             if let Some(t) = &tensor {
                 Tensor::write_safetensors(&[(format!("{key}.weight"), w.shallow_clone())], t)
-                    .map_err(|e| Error::Failed(format!("{}: {e}", t.display())))?;
+                    .map_err(|source| Error::Torch { path: t.clone(), source })?;
             }
             println!(
                 "boxwalk: conv #{layer} = {key}, weight {:?} from {}; grid: {}{}",
@@ -45,9 +45,9 @@ pub fn explain(e: ExplainCommand) -> Result<Exit, Error> {
         }
         ExplainCommand::Batchnorm { image, layer, weights: w, plot, channels, json } => {
             let file = weights(w);
-            let vs = explain::load_resnet18(&file).map_err(Error::Failed)?;
-            let img = decode_file(&image, &Limits::default()).map_err(|e| Error::Failed(e.to_string()))?.rgb;
-            let r = explain::batchnorm(&vs, &img, &layer).map_err(Error::Failed)?;
+            let vs = explain::load_resnet18(&file)?;
+            let img = decode_file(&image, &Limits::default())?.rgb;
+            let r = explain::batchnorm(&vs, &img, &layer)?;
             if let Some(p) = &plot {
                 write_png(p, &explain::batchnorm_plot(&r, channels.min(6)))?;
             }

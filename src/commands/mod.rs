@@ -39,9 +39,18 @@ pub enum Error {
     Render(#[from] crate::render::RenderError),
     #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
-    /// A failure that its module describes in words (training, evaluation, explaining, scenes).
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Image(#[from] crate::error::ImageError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+    #[error(transparent)]
+    Explain(#[from] crate::explain::ExplainError),
+    #[error("{path}: {source}")]
+    Torch { path: std::path::PathBuf, source: tch::TchError },
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// Several independent failures (one per model of `models fetch`).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\nboxwalk: "))]
     Several(Vec<Error>),
@@ -77,5 +86,5 @@ pub fn run(cmd: Command) -> Result<Exit, Error> {
 
 /// Pretty JSON for stdout; a value that cannot be serialised is an error, never an empty line.
 fn json_pretty(value: &impl serde::Serialize) -> Result<String, Error> {
-    serde_json::to_string_pretty(value).map_err(|e| Error::Failed(format!("cannot write JSON: {e}")))
+    Ok(serde_json::to_string_pretty(value)?)
 }

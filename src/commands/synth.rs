@@ -11,7 +11,7 @@ pub fn synth(a: SynthArgs) -> Result<Exit, Error> {
     }
     let opts =
         crate::synth::SynthOptions { n: a.n, seed: a.seed, width: a.width, height: a.height, ..Default::default() };
-    let ds = crate::synth::write_set(&opts, &a.out).map_err(Error::Failed)?;
+    let ds = crate::synth::write_set(&opts, &a.out)?;
     println!(
         "boxwalk: wrote {} scenes with {} objects to {} (annotations.json, images/, crops/, scenes/)",
         ds.images.len(),

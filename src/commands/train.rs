@@ -45,7 +45,7 @@ pub fn classifier(a: TrainClassifierArgs) -> Result<Exit, Error> {
         seed: a.common.seed,
         command: command_line(),
     };
-    let (path, acc) = train::classifier::train(&o, &mut train::Stdout).map_err(Error::Failed)?;
+    let (path, acc) = train::classifier::train(&o, &mut train::Stdout)?;
     println!("boxwalk: wrote {} (val top-1 {acc:.3}); use it with --classifier-weights", path.display());
     Ok(Exit::Ok)
 }
@@ -71,7 +71,7 @@ pub fn detector(a: TrainDetectorArgs) -> Result<Exit, Error> {
         max_steps: a.max_steps,
         command: command_line(),
     };
-    let path = train::detector::train(&o, &mut train::Stdout).map_err(Error::Failed)?;
+    let path = train::detector::train(&o, &mut train::Stdout)?;
     println!("boxwalk: wrote {}; use it with --detector-weights", path.display());
     Ok(Exit::Ok)
 }

@@ -12,13 +12,26 @@
 
 use std::ffi::{c_int, c_uint, c_void, CStr};
 
+/// Why waiting threads could not be made to sleep.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaWaitError {
+    #[error("no CUDA driver (libcuda.so.1)")]
+    NoDriver,
+    #[error("the CUDA driver lacks {0}")]
+    Missing(String),
+    #[error("{what}: CUDA error {code}")]
+    Call { what: &'static str, code: i32 },
+    #[error("not supported on this platform")]
+    Unsupported,
+}
+
 /// `CU_CTX_SCHED_BLOCKING_SYNC` (cuda.h).
 const SCHED_BLOCKING_SYNC: c_uint = 0x04;
 
 /// Makes threads that wait for CUDA device `index` sleep instead of spinning: sets the flags its
 /// primary context is created with, so it must run before any CUDA work on the device. Fails,
 /// changing nothing, where there is no CUDA driver or no such device.
-pub fn sleep_while_waiting(index: usize) -> Result<(), String> {
+pub fn sleep_while_waiting(index: usize) -> Result<(), CudaWaitError> {
     #[cfg(unix)]
     // SAFETY: dlopen/dlsym only load and look up the driver library (already loaded by the CUDA
     // runtime where a GPU was used; the handle is never closed, as the runtime keeps it too). The
@@ -29,12 +42,12 @@ pub fn sleep_while_waiting(index: usize) -> Result<(), String> {
     unsafe {
         let lib = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
         if lib.is_null() {
-            return Err("no CUDA driver (libcuda.so.1)".into());
+            return Err(CudaWaitError::NoDriver);
         }
-        let look_up = |name: &CStr| -> Result<*mut c_void, String> {
+        let look_up = |name: &CStr| -> Result<*mut c_void, CudaWaitError> {
             let f = libc::dlsym(lib, name.as_ptr());
             if f.is_null() {
-                Err(format!("the CUDA driver lacks {}", name.to_string_lossy()))
+                Err(CudaWaitError::Missing(name.to_string_lossy().into_owned()))
             } else {
                 Ok(f)
             }
@@ -44,7 +57,7 @@ pub fn sleep_while_waiting(index: usize) -> Result<(), String> {
         let set_flags: extern "C" fn(c_int, c_uint) -> c_int =
             std::mem::transmute(look_up(c"cuDevicePrimaryCtxSetFlags_v2")?);
         let check =
-            |what: &str, code: c_int| if code == 0 { Ok(()) } else { Err(format!("{what}: CUDA error {code}")) };
+            |what: &'static str, code: c_int| if code == 0 { Ok(()) } else { Err(CudaWaitError::Call { what, code }) };
         check("cuInit", init(0))?;
         let mut device: c_int = 0;
         check("cuDeviceGet", device_get(&mut device, index as c_int))?;
@@ -53,7 +66,7 @@ pub fn sleep_while_waiting(index: usize) -> Result<(), String> {
     #[cfg(not(unix))]
     {
         let _ = index;
-        Err("not supported on this platform".into())
+        Err(CudaWaitError::Unsupported)
     }
 }
 

@@ -4,8 +4,9 @@
 //! backbone, and prints per-epoch loss and validation accuracy.
 
 use super::augment::colour_jitter;
-use super::{Optim, TrainLog};
+use super::{Optim, TrainError, TrainLog};
 use crate::decode::{decode_file, Limits};
+use crate::error::{FileError, ImageError};
 use crate::eval::{eval_classifier, image_folder};
 use crate::models::{resnet, ClassInfo, Classifier, ModelCard, Placement};
 use crate::preprocess;
@@ -37,12 +38,12 @@ pub struct ClassifierTrainOptions {
     pub command: String,
 }
 
-fn batch_input(items: &[(PathBuf, usize)], augment: bool, seed: u64) -> Result<(Tensor, Tensor), String> {
-    let xs: Vec<Result<Tensor, String>> = items
+fn batch_input(items: &[(PathBuf, usize)], augment: bool, seed: u64) -> Result<(Tensor, Tensor), TrainError> {
+    let xs: Vec<Result<Tensor, ImageError>> = items
         .par_iter()
         .enumerate()
         .map(|(k, (p, _))| {
-            let mut img = decode_file(p, &Limits::default()).map_err(|e| e.to_string())?.rgb;
+            let mut img = decode_file(p, &Limits::default())?.rgb;
             if augment {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(k as u64));
                 if rng.gen_bool(0.5) {
@@ -60,8 +61,9 @@ fn batch_input(items: &[(PathBuf, usize)], augment: bool, seed: u64) -> Result<(
 }
 
 /// Copies every tensor of `file` except `fc.*` into `vs` (shapes must match).
-fn load_backbone(vs: &mut nn::VarStore, file: &Path) -> Result<(), String> {
-    let tensors = Tensor::read_safetensors(file).map_err(|e| format!("{}: {e}", file.display()))?;
+fn load_backbone(vs: &mut nn::VarStore, file: &Path) -> Result<(), TrainError> {
+    let invalid = |reason: String| TrainError::Invalid { path: file.to_path_buf(), reason };
+    let tensors = Tensor::read_safetensors(file).map_err(TrainError::torch(file))?;
     let vars = vs.variables();
     let _guard = tch::no_grad_guard();
     let mut copied = 0;
@@ -70,29 +72,29 @@ fn load_backbone(vs: &mut nn::VarStore, file: &Path) -> Result<(), String> {
             continue;
         }
         let Some(v) = vars.get(&name) else {
-            return Err(format!("{}: key `{name}` is not part of a ResNet-18", file.display()));
+            return Err(invalid(format!("key `{name}` is not part of a ResNet-18")));
         };
         if v.size() != t.size() {
-            return Err(format!("{}: key `{name}` has shape {:?}, expected {:?}", file.display(), t.size(), v.size()));
+            return Err(invalid(format!("key `{name}` has shape {:?}, expected {:?}", t.size(), v.size())));
         }
         v.shallow_clone().copy_(&t.to_kind(Kind::Float));
         copied += 1;
     }
     let expected = vars.keys().filter(|k| !k.starts_with("fc.")).count();
     if copied != expected {
-        return Err(format!("{}: {copied} of {expected} backbone tensors found", file.display()));
+        return Err(invalid(format!("{copied} of {expected} backbone tensors found")));
     }
     Ok(())
 }
 
 /// Trains; writes `OUT/classifier.safetensors` and its model card, returns the path and the
 /// final validation accuracy.
-pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(PathBuf, f64), String> {
+pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(PathBuf, f64), TrainError> {
     let train_set = image_folder(&o.data.join("train"), None)?;
     let (train_items, classes) = (train_set.items, train_set.classes);
     let val_items = image_folder(&o.data.join("val"), Some(&classes))?.items;
     let divisor = match &o.init {
-        Some(f) => ModelCard::for_weights(f).map_err(|e| e.to_string())?.map_or(1, |c| c.width_divisor.max(1)),
+        Some(f) => ModelCard::for_weights(f)?.map_or(1, |c| c.width_divisor.max(1)),
         None => o.width_divisor.max(1),
     };
     tch::manual_seed(o.seed as i64);
@@ -102,7 +104,7 @@ pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(Path
         load_backbone(&mut vs, init)?;
         log.line(&format!("starting from {}", init.display()));
     }
-    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    std::fs::create_dir_all(&o.out).map_err(FileError::io(&o.out))?;
     if o.freeze_backbone {
         for (name, t) in vs.variables() {
             if !name.starts_with("fc.") {
@@ -128,7 +130,7 @@ pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(Path
             sum += loss.double_value(&[]);
             n += 1;
         }
-        vs.save(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        vs.save(&out).map_err(TrainError::torch(&out))?;
         let card = ModelCard {
             role: "classifier".into(),
             arch: "resnet18".into(),
@@ -142,8 +144,8 @@ pub fn train(o: &ClassifierTrainOptions, log: &mut dyn TrainLog) -> Result<(Path
             seed: Some(o.seed),
             quality: None,
         };
-        card.write_for(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-        let cls = Classifier::open(&out, Placement { device: Device::Cpu, half: false }).map_err(|e| e.to_string())?;
+        card.write_for(&out).map_err(FileError::io(&out))?;
+        let cls = Classifier::open(&out, Placement { device: Device::Cpu, half: false })?;
         acc = eval_classifier(&cls, &val_items, o.batch_size)?.top1;
         log.line(&format!("epoch {}/{}: loss {:.4}, val top-1 {:.3}", epoch + 1, o.epochs, sum / n.max(1) as f64, acc));
     }

@@ -5,12 +5,13 @@
 //! and `--resume` from the last one.
 
 use super::augment::{self, Sample};
-use super::{Optim, TrainLog};
+use super::{Optim, TrainError, TrainLog};
 use crate::coco::Dataset;
 use crate::decode::{decode_file, Limits};
+use crate::error::{FileError, ImageError};
 use crate::models::boxes::{self, SsdConfig};
 use crate::models::ssd::{Ssd, SsdArch};
-use crate::models::{load_strict, ClassInfo, Detector, ModelCard, Placement};
+use crate::models::{load_strict, ClassInfo, Detector, ModelCard, Placement, WeightsError};
 use crate::preprocess;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -65,7 +66,7 @@ struct Item {
     sample: Sample,
 }
 
-fn load_items(ds: &Dataset, root: &Path) -> Result<Vec<Item>, String> {
+fn load_items(ds: &Dataset, root: &Path) -> Result<Vec<Item>, ImageError> {
     let cats = ds.sorted_categories();
     let label_of: HashMap<u32, i64> = cats.iter().enumerate().map(|(i, c)| (c.id, i as i64 + 1)).collect();
     let mut anns: HashMap<u64, Vec<&crate::coco::Annotation>> = HashMap::new();
@@ -76,7 +77,7 @@ fn load_items(ds: &Dataset, root: &Path) -> Result<Vec<Item>, String> {
         .par_iter()
         .map(|im| {
             let path = root.join(&im.file_name);
-            let d = decode_file(&path, &Limits::default()).map_err(|e| e.to_string())?;
+            let d = decode_file(&path, &Limits::default())?;
             let (w, h) = (d.rgb.width() as f32, d.rgb.height() as f32);
             let mut boxes = Vec::new();
             let mut labels = Vec::new();
@@ -113,11 +114,13 @@ pub fn ssd_loss(ploc: &Tensor, plabel: &Tensor, gloc: &Tensor, glabel: &Tensor) 
     (total * num_mask / pos).mean(Kind::Float)
 }
 
-fn make_arch(backbone: &str, num_classes: i64, divisor: i64) -> Result<SsdArch, String> {
+fn make_arch(backbone: &str, num_classes: i64, divisor: i64) -> Result<SsdArch, TrainError> {
     match backbone {
         "resnet18" => Ok(SsdArch::ssd300_resnet18(num_classes, divisor)),
         "resnet50" if divisor == 1 => Ok(SsdArch { num_classes, ..SsdArch::ssd300_resnet50() }),
-        other => Err(format!("--backbone {other} (width divisor {divisor}): use resnet18 (any divisor) or resnet50")),
+        other => Err(TrainError::Options(format!(
+            "--backbone {other} (width divisor {divisor}): use resnet18 (any divisor) or resnet50"
+        ))),
     }
 }
 
@@ -154,11 +157,11 @@ fn make_batch(
 }
 
 /// Trains (or resumes) a detector; writes `OUT/detector.safetensors` and its model card.
-pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf, String> {
-    let ds = Dataset::read(&o.data.join("annotations.json")).map_err(|e| e.to_string())?;
+pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf, TrainError> {
+    let ds = Dataset::read(&o.data.join("annotations.json"))?;
     let classes: Vec<String> = ds.sorted_categories().into_iter().map(|c| c.name).collect();
     let arch = make_arch(&o.backbone, classes.len() as i64 + 1, o.width_divisor)?;
-    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    std::fs::create_dir_all(&o.out).map_err(FileError::io(&o.out))?;
     let ckpt = o.out.join("checkpoint.safetensors");
     let state_path = o.out.join("train_state.json");
 
@@ -174,16 +177,12 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
         losses: vec![],
     };
     if o.resume && ckpt.is_file() {
-        let saved: TrainState =
-            serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| format!("{}: {e}", state_path.display()))?)
-                .map_err(|e| format!("{}: {e}", state_path.display()))?;
+        let saved: TrainState = FileError::read_json(&state_path, "not a training state")?;
         if saved.classes != classes || saved.backbone != o.backbone || saved.width_divisor != o.width_divisor {
-            return Err(format!(
-                "{}: the checkpoint is for another model or class list; not resuming",
-                state_path.display()
-            ));
+            let reason = "the checkpoint is for another model or class list; not resuming".into();
+            return Err(TrainError::Invalid { path: state_path, reason });
         }
-        load_strict(&mut vs, &ckpt, "SSD300 detector").map_err(|e| e.to_string())?;
+        load_strict(&mut vs, &ckpt, "SSD300 detector")?;
         state = saved;
         log.line(&format!("resuming after epoch {} (step {})", state.epoch, state.step));
     } else {
@@ -208,14 +207,9 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
 
     let items = load_items(&ds, &o.data)?;
     if items.is_empty() {
-        return Err(format!("{}: no images", o.data.display()));
+        return Err(TrainError::Invalid { path: o.data.clone(), reason: "no images".into() });
     }
-    let val = o
-        .val
-        .as_ref()
-        .map(|v| Dataset::read(&v.join("annotations.json")).map(|d| (v.clone(), d)))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let val = o.val.as_ref().map(|v| Dataset::read(&v.join("annotations.json")).map(|d| (v.clone(), d))).transpose()?;
     let cfg = SsdConfig::ssd300();
     let dboxes = cfg.default_boxes_xywh();
     let mut opt = o.optim.build(&vs, o.lr, o.weight_decay)?;
@@ -240,7 +234,7 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
             opt.backward_step(&loss);
             let l = loss.double_value(&[]);
             if !l.is_finite() {
-                return Err(format!("loss became {l} at step {}; lower --lr", state.step));
+                return Err(TrainError::Diverged { loss: l, step: state.step });
             }
             sum += l;
             count += 1;
@@ -260,11 +254,11 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
         let mean = sum / count as f64;
         state.epoch = epoch + 1;
         state.losses.push(mean);
-        vs.save(&ckpt).map_err(|e| format!("{}: {e}", ckpt.display()))?;
+        vs.save(&ckpt).map_err(TrainError::torch(&ckpt))?;
         crate::outputs::files::write_atomic(&state_path, |w| {
             serde_json::to_writer_pretty(&mut *w, &state).map_err(std::io::Error::other)
         })
-        .map_err(|e| format!("{}: {e}", state_path.display()))?;
+        .map_err(FileError::io(&state_path))?;
         let mut msg = format!("epoch {}/{}: loss {mean:.4} ({:.0} s)", epoch + 1, o.epochs, t0.elapsed().as_secs_f64());
         if let Some((root, vds)) = &val {
             let det = detector_from(&ckpt, &arch, &classes)?;
@@ -275,7 +269,7 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
     }
 
     let final_path = o.out.join("detector.safetensors");
-    vs.save(&final_path).map_err(|e| format!("{}: {e}", final_path.display()))?;
+    vs.save(&final_path).map_err(TrainError::torch(&final_path))?;
     let card = ModelCard {
         role: "detector".into(),
         arch: format!("ssd300_{}", o.backbone),
@@ -289,14 +283,13 @@ pub fn train(o: &DetectorTrainOptions, log: &mut dyn TrainLog) -> Result<PathBuf
         seed: Some(o.seed),
         quality: Some(serde_json::json!({ "train_loss_per_epoch": state.losses })),
     };
-    card.write_for(&final_path).map_err(|e| format!("{}: {e}", final_path.display()))?;
+    card.write_for(&final_path).map_err(FileError::io(&final_path))?;
     Ok(final_path)
 }
 
-fn detector_from(file: &Path, arch: &SsdArch, classes: &[String]) -> Result<Detector, String> {
+fn detector_from(file: &Path, arch: &SsdArch, classes: &[String]) -> Result<Detector, WeightsError> {
     let classes = classes.iter().map(|n| ClassInfo { name: n.clone(), coco_id: None }).collect();
     Detector::load(file, arch.clone(), classes, None, Placement { device: Device::Cpu, half: false })
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
