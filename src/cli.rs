@@ -196,6 +196,14 @@ pub struct WeightFlags {
     pub classifier_weights: Option<PathBuf>,
 }
 
+/// The classifier's weight file alone (`explain`).
+#[derive(Debug, Args)]
+pub struct ClassifierFlag {
+    /// ResNet-18 weights (default: the installed official model, else the demo classifier).
+    #[arg(long = "weights", visible_alias = "classifier-weights", value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+}
+
 /// Where the models run (`detect`, `serve`).
 #[derive(Debug, Args)]
 pub struct DeviceFlag {
@@ -444,9 +452,8 @@ pub enum ExplainCommand {
         /// Convolution number (1 = conv1).
         #[arg(long, default_value_t = 1)]
         layer: usize,
-        /// ResNet-18 weights (default: installed official, else the demo classifier).
-        #[arg(long, value_name = "FILE")]
-        weights: Option<PathBuf>,
+        #[command(flatten)]
+        weights: ClassifierFlag,
         /// The image grid (PNG).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -466,9 +473,8 @@ pub enum ExplainCommand {
         /// BatchNorm layer (state-dict name, e.g. bn1, layer2.0.bn2, layer3.0.downsample.1).
         #[arg(long, default_value = "bn1")]
         layer: String,
-        /// ResNet-18 weights (default: installed official, else the demo classifier).
-        #[arg(long, value_name = "FILE")]
-        weights: Option<PathBuf>,
+        #[command(flatten)]
+        weights: ClassifierFlag,
         /// Plot of output against input for a few channels in both modes (PNG).
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,

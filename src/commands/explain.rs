@@ -1,7 +1,7 @@
 //! `boxwalk explain layers|kernels|batchnorm`.
 
 use super::{json_pretty, Error};
-use crate::cli::ExplainCommand;
+use crate::cli::{ClassifierFlag, ExplainCommand};
 use crate::decode::{decode_file, Limits};
 use crate::error::FileError;
 use crate::exit::Exit;
@@ -10,11 +10,11 @@ use crate::models::{Classifier, Placement};
 use crate::outputs::files;
 use crate::weights::{resolve, Role};
 use image::ImageFormat;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Device, Tensor};
 
 pub fn explain(e: ExplainCommand) -> Result<Exit, Error> {
-    let weights = |w: Option<PathBuf>| resolve(Role::Classifier, w).file;
+    let weights = |w: ClassifierFlag| resolve(Role::Classifier, w.weights).file;
     match e {
         ExplainCommand::Layers { model, json } => {
             let l = explain::layers(explain::Arch::parse(&model)?);

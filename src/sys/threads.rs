@@ -13,7 +13,7 @@
 //! So each worker runs libtorch on its own thread only ([`torch_single_threaded`]), and
 //! [`IntraOpThreads`] lowers the models' thread count while the inference thread waits for
 //! the workers and raises it again when the models hold up a run that leaves cores idle. At a
-//! count below `--threads`, more inference lanes run batches side by side (`pipeline`), each at
+//! count below `--threads`, more inference lanes run batches side by side (`run::lanes`), each at
 //! that count: the models' CPU cost per image falls, and they keep up with the workers.
 //!
 //! The thread count can change the floats: oneDNN picks its blocking by thread count, so the
