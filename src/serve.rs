@@ -74,7 +74,7 @@ pub enum ServeError {
 
 /// The inference thread: owns the models, runs queued jobs in batches through the engine until
 /// every sender is gone.
-fn inference_loop(models: Models, jobs: Receiver<Job>) {
+fn inference_loop(models: Models, device: Device, jobs: Receiver<Job>) {
     let settings = Settings {
         decode: DecodeParams::default(),
         threshold: RETURN_ABOVE,
@@ -82,7 +82,7 @@ fn inference_loop(models: Models, jobs: Receiver<Job>) {
         top_k: 5,
         classify_crops: false,
         crop_batch: MAX_BATCH,
-        device: Device::Cpu,
+        device,
     };
     let boxes = BoxContext::new(&models);
     while let Ok(first) = jobs.recv() {
@@ -216,7 +216,8 @@ pub fn serve(opts: ServeOptions, models: Models) -> Result<(), ServeError> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let (tx, rx) = bounded::<Job>(4 * MAX_BATCH);
-    let inference = std::thread::spawn(move || inference_loop(models, rx));
+    let device = opts.device;
+    let inference = std::thread::spawn(move || inference_loop(models, device, rx));
     let server = Arc::new(server);
     let opts = Arc::new(opts);
     let workers: Vec<_> = (0..opts.workers.max(1))

@@ -14,6 +14,7 @@ mod train;
 
 use crate::cli::{Command, ModelsCommand, TrainCommand};
 use crate::config::UsageError;
+use crate::engine::LoadError;
 use crate::error::FileError;
 use crate::exit::Exit;
 use crate::models::WeightsError;
@@ -29,6 +30,8 @@ pub enum Error {
     Run(#[from] FatalError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Load(#[from] crate::engine::LoadError),
     #[error(transparent)]
     Store(#[from] crate::weights::Error),
     #[error(transparent)]
@@ -60,7 +63,7 @@ impl Error {
     /// The exit code this error ends the process with.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Usage(_) | Error::Run(FatalError::Usage(_)) => Exit::Usage,
+            Error::Usage(_) | Error::Run(FatalError::Usage(_)) | Error::Load(LoadError::UnknownClass(_)) => Exit::Usage,
             _ => Exit::Fatal,
         }
     }

@@ -15,7 +15,7 @@ pub fn serve(a: ServeArgs) -> Result<Exit, Error> {
     let det = resolve(Role::Detector, a.weights.detector_weights);
     let cls = resolve(Role::Classifier, a.weights.classifier_weights);
     let place = Placement { device, half: false };
-    let models = Models::open(Some(&det.file), Some(&cls.file), place, None).map_err(crate::run::FatalError::from)?;
+    let models = Models::open(Some(&det.file), Some(&cls.file), place, None)?;
     // A demo model given by path is still a demo model: its card says so.
     let cards = [models.detector.as_ref().map(|d| &d.card), models.classifier.as_ref().map(|c| &c.card)];
     let demo = det.demo || cls.demo || cards.iter().flatten().any(|c| c.as_ref().is_some_and(|c| c.demo));

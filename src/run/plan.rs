@@ -5,6 +5,7 @@
 use super::FatalError;
 use crate::config::Config;
 use crate::discover::ImageJob;
+use crate::error::FileError;
 use crate::models::card::ModelCard;
 use crate::outputs::journal;
 use crate::outputs::report::{self, Counts, ImageEntry, ModelInfo};
@@ -34,8 +35,7 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, skipped: usize, pool: &rayon::Thr
         cfg.check_weights()?;
         for (role, file) in [(Role::Detector, &cfg.detector_weights), (Role::Classifier, &cfg.classifier_weights)] {
             if let Some(f) = file {
-                let sha256 =
-                    sha256_file(f).map_err(|e| FatalError::Output { path: f.clone(), reason: e.to_string() })?;
+                let sha256 = sha256_file(f).map_err(FileError::io(f))?;
                 models.push(ModelInfo {
                     role: role.name().into(),
                     file: f.to_string_lossy().into_owned(),

@@ -6,6 +6,7 @@
 //! for machines without internet access).
 
 use super::{boxwalk_home, store, Error, Role};
+use crate::error::FileError;
 use crate::models::card::ModelCard;
 use crate::sys::sha256_file;
 use std::io::{Read, Write};
@@ -116,13 +117,13 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, progress: &indicatif::Pr
 
 /// Downloads (or reuses) the checkpoint of `src` into `dir`; returns its path and SHA-256.
 fn download(src: &Source, mirror: Option<&str>, dir: &Path) -> Result<(PathBuf, String), Error> {
-    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    std::fs::create_dir_all(dir).map_err(FileError::io(dir))?;
     let url = url_for(src, mirror);
     let failed = |reason: String| Error::Download { url: url.clone(), reason };
     let dest = dir.join(src.file_name());
     let part = dir.join(format!("{}.part", src.file_name()));
     let verify = |p: &Path| -> Result<String, Error> {
-        let sha = sha256_file(p).map_err(Error::io(p))?;
+        let sha = sha256_file(p).map_err(FileError::io(p))?;
         match src.sha256_prefix {
             Some(prefix) if !sha.starts_with(prefix) => Err(failed(format!(
                 "{url}: downloaded file has SHA-256 {sha}, expected it to start with {prefix}; removed it (corrupt download)"
@@ -165,7 +166,7 @@ fn download(src: &Source, mirror: Option<&str>, dir: &Path) -> Result<(PathBuf, 
     }
     match verify(&part) {
         Ok(sha) => {
-            std::fs::rename(&part, &dest).map_err(Error::io(&dest))?;
+            std::fs::rename(&part, &dest).map_err(FileError::io(&dest))?;
             Ok((dest, sha))
         }
         Err(e) => {
@@ -181,7 +182,7 @@ pub fn fetch(src: &Source, mirror: Option<&str>) -> Result<(PathBuf, ModelCard),
     let (file, _) = download(src, mirror, &downloads)?;
     let (path, mut card) = store::import(&file, Some(src.role), None)?;
     card.source = url_for(src, mirror);
-    card.write_for(&path).map_err(Error::io(&path))?;
+    card.write_for(&path).map_err(FileError::io(&path))?;
     Ok((path, card))
 }
 

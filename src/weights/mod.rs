@@ -120,8 +120,8 @@ pub fn demo_dir() -> PathBuf {
 /// Why weights could not be installed, downloaded or described.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] crate::error::FileError),
     /// The file is not what it should be (corrupt, unconvertible, of an unknown role).
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
@@ -135,10 +135,4 @@ pub enum Error {
     /// A download failed; the message names the URL and what to do offline.
     #[error("{reason}")]
     Download { url: String, reason: String },
-}
-
-impl Error {
-    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-        move |source| Error::Io { path: path.to_path_buf(), source }
-    }
 }

@@ -6,6 +6,7 @@
 //! the official name with a model card (source, SHA-256 of the original, date, class names).
 
 use super::{demo_dir, model_store, resolve, Error, Role};
+use crate::error::FileError;
 use crate::models::card::ModelCard;
 use crate::models::{Classifier, Detector, Placement};
 use crate::sys::{self, sha256_file};
@@ -31,7 +32,7 @@ fn torchvision_hash_prefix(file: &Path) -> Option<String> {
 
 /// Imports `file` into the store (or into `dest` when given); returns the installed path.
 pub fn import(file: &Path, role: Option<Role>, dest: Option<&Path>) -> Result<(PathBuf, ModelCard), Error> {
-    let sha256 = sha256_file(file).map_err(Error::io(file))?;
+    let sha256 = sha256_file(file).map_err(FileError::io(file))?;
     if let Some(prefix) = torchvision_hash_prefix(file) {
         if !sha256.starts_with(&prefix) {
             let reason =
@@ -40,12 +41,12 @@ pub fn import(file: &Path, role: Option<Role>, dest: Option<&Path>) -> Result<(P
         }
     }
     let store = dest.map(Path::to_path_buf).unwrap_or_else(model_store);
-    std::fs::create_dir_all(&store).map_err(Error::io(&store))?;
+    std::fs::create_dir_all(&store).map_err(FileError::io(&store))?;
     let tmp = tempfile::Builder::new()
         .prefix(".import-")
         .suffix(".safetensors")
         .tempfile_in(&store)
-        .map_err(Error::io(&store))?;
+        .map_err(FileError::io(&store))?;
     let guessed = convert(file, tmp.path())?;
     let role = role.or(guessed).ok_or_else(|| Error::Invalid {
         path: file.to_path_buf(),
@@ -73,8 +74,8 @@ pub fn import(file: &Path, role: Option<Role>, dest: Option<&Path>) -> Result<(P
         quality: None,
     };
     let target = store.join(role.store_file());
-    card.write_for(&target).map_err(Error::io(&target))?;
-    tmp.persist(&target).map_err(|e| Error::Io { path: target.clone(), source: e.error })?;
+    card.write_for(&target).map_err(FileError::io(&target))?;
+    tmp.persist(&target).map_err(|e| FileError::Io { path: target.clone(), source: e.error })?;
     Ok((target, card))
 }
 
@@ -84,7 +85,7 @@ fn convert(src: &Path, dst: &Path) -> Result<Option<Role>, Error> {
         Error::Converter("no Python with torch known: set BOXWALK_PYTHON to the venv's python (scripts/venv.sh)".into())
     })?;
     let script = tempfile::Builder::new().suffix(".py").tempfile().map_err(|e| Error::Converter(e.to_string()))?;
-    std::fs::write(script.path(), CONVERTER).map_err(Error::io(script.path()))?;
+    std::fs::write(script.path(), CONVERTER).map_err(FileError::io(script.path()))?;
     let out = std::process::Command::new(&py)
         .arg(script.path())
         .arg(src)
