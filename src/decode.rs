@@ -84,7 +84,7 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Decode
 }
 
 /// A JPEG decoded by libjpeg-turbo, as PIL (the Python pipeline's decoder) decodes it: the same
-/// pixels, and 1.2× faster than the `image` crate's decoder. `None` where libjpeg-turbo cannot
+/// pixels, faster than the `image` crate's decoder. `None` where libjpeg-turbo cannot
 /// decode it without a warning (CMYK, truncated or corrupt data): the `image` crate then decides,
 /// and its error names the reason.
 fn decode_jpeg(bytes: &[u8]) -> Option<RgbImage> {

@@ -6,9 +6,8 @@
 //! - a worker's own libtorch ops (the uint8 resize, normalising) open an OpenMP team of
 //!   `--threads` each, so `--threads` workers put `--threads`² busy threads on the cores;
 //! - when the workers are the bottleneck (small models, large images), a forward pass spread
-//!   over every core spends part of each core waiting at its barriers: CPU the workers need.
-//!   With the demo models on 2 cores the forward costs 14 ms of CPU per image on one thread and
-//!   23 ms on two (`detect --bench-forward --threads 1` / `2`).
+//!   over every core spends part of each core waiting at its barriers: CPU the workers need
+//!   (`bench/README.md` has the figures).
 //!
 //! So each worker runs libtorch on its own thread only ([`torch_single_threaded`]), and
 //! [`IntraOpThreads`] lowers the models' thread count while the inference thread waits for
@@ -57,9 +56,7 @@ pub fn torch_single_threaded() {
 ///   it costs less CPU, and the workers get the difference.
 /// - Waiting under 2% in 4 batches running while the process used under 85% of its cores: the
 ///   models are the bottleneck and there is CPU to spare, so one thread more (not above the
-///   maximum). Without spare CPU a thread more would only take it from the workers: measured
-///   with the demo models on 2 cores, 1 thread ran 120 ms per batch of 8 without waiting, and
-///   2 threads ran 80 ms but then waited 60–90 ms for the workers.
+///   maximum). Without spare CPU a thread more would only take it from the workers.
 ///
 /// The first batch is not judged: its wait is the pipeline filling up.
 #[derive(Debug)]
