@@ -32,12 +32,15 @@ fn shortcut(ds: &Option<nn::SequentialT>, xs: &Tensor, train: bool) -> Tensor {
     }
 }
 
+/// Convolution `conv{i}` (no bias) and its BatchNorm `bn{i}`, as every torchvision block names them.
+fn conv_bn(p: &nn::Path, i: usize, c_in: i64, c_out: i64, k: i64, stride: i64) -> (nn::Conv2D, nn::BatchNorm) {
+    (conv(p / format!("conv{i}"), c_in, c_out, k, stride, k / 2), bn(p / format!("bn{i}"), c_out))
+}
+
 /// torchvision `BasicBlock`: 3×3 (stride) → BN → ReLU → 3×3 → BN, + identity, ReLU.
 fn basic_block(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::FuncT<'static> {
-    let conv1 = conv(&p / "conv1", c_in, c_out, 3, stride, 1);
-    let bn1 = bn(&p / "bn1", c_out);
-    let conv2 = conv(&p / "conv2", c_out, c_out, 3, 1, 1);
-    let bn2 = bn(&p / "bn2", c_out);
+    let (conv1, bn1) = conv_bn(&p, 1, c_in, c_out, 3, stride);
+    let (conv2, bn2) = conv_bn(&p, 2, c_out, c_out, 3, 1);
     let ds = downsample(&p / "downsample", c_in, c_out, stride);
     nn::func_t(move |xs, train| {
         let ys = xs.apply(&conv1).apply_t(&bn1, train).relu().apply(&conv2).apply_t(&bn2, train);
@@ -49,12 +52,9 @@ fn basic_block(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::FuncT<'st
 /// `mid` is the 3×3 width; the block outputs `4 * mid` channels.
 fn bottleneck(p: nn::Path, c_in: i64, mid: i64, stride: i64) -> nn::FuncT<'static> {
     let c_out = 4 * mid;
-    let conv1 = conv(&p / "conv1", c_in, mid, 1, 1, 0);
-    let bn1 = bn(&p / "bn1", mid);
-    let conv2 = conv(&p / "conv2", mid, mid, 3, stride, 1);
-    let bn2 = bn(&p / "bn2", mid);
-    let conv3 = conv(&p / "conv3", mid, c_out, 1, 1, 0);
-    let bn3 = bn(&p / "bn3", c_out);
+    let (conv1, bn1) = conv_bn(&p, 1, c_in, mid, 1, 1);
+    let (conv2, bn2) = conv_bn(&p, 2, mid, mid, 3, stride);
+    let (conv3, bn3) = conv_bn(&p, 3, mid, c_out, 1, 1);
     let ds = downsample(&p / "downsample", c_in, c_out, stride);
     nn::func_t(move |xs, train| {
         let ys = xs
