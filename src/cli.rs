@@ -8,10 +8,51 @@ use std::path::PathBuf;
 const EXIT_CODES: &str = "Exit codes:
   0  all images processed
   1  usage error (bad flag or value)
-  2  fatal error (no weights, unwritable output, model failure)
+  2  fatal error (no weights, model failure, an output folder that cannot be written: a full
+     disk, a lost mount; a refused --prune). What was journaled is kept: rerun to continue
   3  finished, but some images failed (see `error` entries in report.json)
   4  no input images found
   130  stopped by Ctrl-C (the report holds what was done; rerun to continue)";
+
+/// `--max-prune`: how much `--prune` may remove.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxPrune {
+    Count(usize),
+    /// A percentage of the results in OUT.
+    Share(f64),
+}
+
+impl MaxPrune {
+    /// How many of `total` results may go.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            MaxPrune::Count(n) => n,
+            MaxPrune::Share(p) => (total as f64 * p / 100.0).floor() as usize,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxPrune {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            MaxPrune::Count(n) => write!(f, "{n}"),
+            MaxPrune::Share(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for MaxPrune {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected a count (500) or a percentage (10%)");
+        match s.strip_suffix('%') {
+            Some(p) => {
+                p.trim().parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).map(MaxPrune::Share).ok_or_else(bad)
+            }
+            None => s.trim().parse().map(MaxPrune::Count).map_err(|_| bad()),
+        }
+    }
+}
 
 /// Walks folders of photos, runs an SSD300-ResNet50 object detector and a ResNet-18 ImageNet
 /// classifier, and writes annotated copies plus one JSON report.
@@ -333,9 +374,21 @@ pub struct DetectArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Delete the annotated copies of inputs that no longer exist.
+    /// Delete the annotated copies of inputs that no longer exist. Refused (exit 2, nothing
+    /// removed or processed) when an input folder is empty or could not be read in full, as an
+    /// unmounted share looks, or when it would remove more than --max-prune.
     #[arg(long)]
     pub prune: bool,
+
+    /// The most --prune may remove: a share of the results in OUT (`10%`) or a count (`500`).
+    #[arg(long, value_name = "N|N%", default_value = "10%")]
+    pub max_prune: MaxPrune,
+
+    /// An input folder that holds no images is empty on purpose: its earlier results are
+    /// dropped from the report (and pruned with --prune). Without it they are kept, marked
+    /// `not_seen`, since a folder that is suddenly empty is more often a failed mount.
+    #[arg(long)]
+    pub allow_empty_input: bool,
 
     /// Process only shard K of N (0 <= K < N), chosen by a hash of each image's path; `auto`
     /// reads Slurm (SLURM_ARRAY_TASK_ID/_COUNT/_MIN) or Kubernetes (JOB_COMPLETION_INDEX).

@@ -43,6 +43,8 @@ pub struct Config {
     pub strict: bool,
     pub force: bool,
     pub prune: bool,
+    pub max_prune: crate::cli::MaxPrune,
+    pub allow_empty_input: bool,
     pub shard: Option<crate::shard::Shard>,
     /// Write OUT/index.html and thumbnails.
     pub html: bool,
@@ -163,6 +165,8 @@ impl Config {
             strict: a.strict,
             force: a.force,
             prune: a.prune,
+            max_prune: a.max_prune,
+            allow_empty_input: a.allow_empty_input,
             html: !a.no_html,
             keep_all_detections: a.coco_json.is_some(),
             coco: a.coco_json.map(|results| crate::outputs::export::CocoExport { results, images_from: a.coco_images }),

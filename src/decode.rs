@@ -35,8 +35,15 @@ pub struct Decoded {
 
 /// Reads and decodes one file.
 pub fn decode_file(path: &Path, limits: &Limits) -> Result<Decoded, ImageError> {
+    let (bytes, _) = read_file(path, limits)?;
+    decode_bytes(&bytes, path, limits)
+}
+
+/// Reads one file whole, within `limits.max_file_size`; also returns the file's metadata as it
+/// was once read (from the open file), to tell whether it changed meanwhile.
+pub fn read_file(path: &Path, limits: &Limits) -> Result<(Vec<u8>, std::fs::Metadata), ImageError> {
     let io_err = |source| ImageError::Io { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     if len > limits.max_file_size {
         return Err(ImageError::Limit {
@@ -45,8 +52,9 @@ pub fn decode_file(path: &Path, limits: &Limits) -> Result<Decoded, ImageError> 
         });
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    BufReader::new(file).take(limits.max_file_size.saturating_add(1)).read_to_end(&mut bytes).map_err(io_err)?;
-    decode_bytes(&bytes, path, limits)
+    BufReader::new(&mut file).take(limits.max_file_size.saturating_add(1)).read_to_end(&mut bytes).map_err(io_err)?;
+    let after = file.metadata().map_err(io_err)?;
+    Ok((bytes, after))
 }
 
 /// Decodes an in-memory file; `path` only names it in errors.

@@ -29,6 +29,34 @@ pub struct ImageJob {
     pub out_rel: String,
     /// SHA-256 of the content, once hashed.
     pub sha256: Option<String>,
+    /// The file as the walk saw it.
+    pub stat: Option<FileStat>,
+}
+
+/// What the walk saw of a file: enough to tell later whether it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+}
+
+impl FileStat {
+    pub fn of(m: &std::fs::Metadata) -> FileStat {
+        use std::os::unix::fs::MetadataExt;
+        FileStat { size: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()) }
+    }
+
+    /// How `now` differs from this, in words; `None` when it does not.
+    pub fn change_to(&self, now: &FileStat) -> Option<String> {
+        if self.size != now.size {
+            Some(format!("{} bytes when found, {} once read", self.size, now.size))
+        } else if self.mtime_ns != now.mtime_ns {
+            Some("modified after it was found".into())
+        } else {
+            None
+        }
+    }
 }
 
 /// A path under an input that could not be walked (e.g. an unreadable folder).
@@ -43,6 +71,8 @@ pub struct Skipped {
 pub struct Discovered {
     pub jobs: Vec<ImageJob>,
     pub skipped: Vec<Skipped>,
+    /// Folder inputs in which no image was found (as an unmounted mount point looks).
+    pub empty_roots: Vec<PathBuf>,
 }
 
 /// A problem with an input as given on the command line.
@@ -96,16 +126,19 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
     let mut seen = HashSet::new();
+    let mut empty_roots = Vec::new();
     for (input, prefix) in inputs.iter().zip(prefixes(inputs)) {
         let meta = std::fs::metadata(input).map_err(|source| DiscoverError::Missing { path: input.clone(), source })?;
         if meta.is_file() {
             let root = input.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
             let rel = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if seen.insert(input.canonicalize().unwrap_or(input.clone())) {
-                jobs.push(ImageJob { source: input.clone(), root, out_rel: rel.clone(), rel, sha256: None });
+                let stat = Some(FileStat::of(&meta));
+                jobs.push(ImageJob { source: input.clone(), root, out_rel: rel.clone(), rel, sha256: None, stat });
             }
             continue;
         }
+        let mut images = 0;
         let walker = WalkDir::new(input).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
             !(e.file_type().is_dir()
                 && out_canon.as_ref().is_some_and(|o| e.path().canonicalize().ok().as_ref() == Some(o)))
@@ -122,6 +155,7 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
             if !entry.file_type().is_file() || !(strict || is_image_name(entry.path())) {
                 continue;
             }
+            images += 1;
             let Ok(rel) = entry.path().strip_prefix(input) else { continue };
             if !seen.insert(entry.path().canonicalize().unwrap_or(entry.path().to_path_buf())) {
                 continue;
@@ -133,11 +167,15 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
                 out_rel: format!("{prefix}{rel}"),
                 rel,
                 sha256: None,
+                stat: entry.metadata().ok().map(|m| FileStat::of(&m)),
             });
+        }
+        if images == 0 {
+            empty_roots.push(input.clone());
         }
     }
     dedupe_outputs(&mut jobs);
-    Ok(Discovered { jobs, skipped })
+    Ok(Discovered { jobs, skipped, empty_roots })
 }
 
 /// Gives every job a distinct `out_rel` (case-insensitively, for case-folding file systems).
@@ -175,10 +213,17 @@ mod tests {
             touch(&root.join(f));
         }
         let out = root.join("out");
-        let Discovered { jobs, skipped } = discover(std::slice::from_ref(&root), &out, false).expect("discover");
+        let Discovered { jobs, skipped, empty_roots } =
+            discover(std::slice::from_ref(&root), &out, false).expect("discover");
         let rels: Vec<_> = jobs.iter().map(|j| j.out_rel.as_str()).collect();
         assert_eq!(rels, vec!["a/img1.jpg", "a/z.PNG", "b/img1.jpg", "c.webp"]);
-        assert!(skipped.is_empty());
+        assert!(skipped.is_empty() && empty_roots.is_empty());
+        // A folder with files, none of them images, holds no images.
+        let notes = d.path().join("notes");
+        touch(&notes.join("a.txt"));
+        let found = discover(&[root.clone(), notes.clone()], &out, false).expect("discover");
+        assert_eq!(found.empty_roots, vec![notes]);
+        assert_eq!(found.jobs.len(), 4);
     }
 
     #[test]

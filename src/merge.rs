@@ -59,12 +59,14 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Report, MergeError> {
         skipped.extend(r.skipped.iter().cloned());
     }
     images.sort_by(|a, b| (&a.root, &a.path).cmp(&(&b.root, &b.path)));
-    let failed = images.iter().filter(|e| e.error.is_some()).count();
+    let seen = images.iter().filter(|e| !e.not_seen).count();
+    let failed = images.iter().filter(|e| !e.not_seen && e.error.is_some()).count();
     let sum = |f: fn(&Counts) -> usize| reports.iter().map(|(_, r)| f(&r.counts)).sum::<usize>();
     let counts = Counts {
-        images: images.len(),
-        ok: images.len() - failed,
+        images: seen,
+        ok: seen - failed,
         failed,
+        not_seen: images.len() - seen,
         skipped: skipped.len(),
         new: sum(|c| c.new),
         changed: sum(|c| c.changed),

@@ -1,63 +1,11 @@
 //! Nightly-run behaviour: a second run over an unchanged tree does no inference; changed, new
-//! and removed inputs are counted and handled; `--force` redoes everything; and a run killed with
-//! SIGKILL at several points, then rerun, ends with the same report as an uninterrupted run.
+//! and removed inputs are counted and handled; `--force` redoes everything; shards merge to one
+//! run. Runs stopped by a kill, a signal or a fault of the machine are in `faults.rs`.
 
 mod common;
 
+use common::{demo, detect_cmd, detect_ok as detect, scenes};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-fn demo(file: &str) -> PathBuf {
-    common::repo().join("models/demo").join(file)
-}
-
-fn detect_cmd(input: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = common::boxwalk();
-    c.arg("detect")
-        .arg(input)
-        .arg("--out")
-        .arg(out)
-        .args(["--device", "cpu", "--quiet"])
-        .args(if extra.contains(&"--batch-size") { &[][..] } else { &["--batch-size", "8"][..] })
-        .arg("--detector-weights")
-        .arg(demo("detector.safetensors"))
-        .arg("--classifier-weights")
-        .arg(demo("classifier.safetensors"))
-        .args(extra);
-    c
-}
-
-fn detect(input: &Path, out: &Path, extra: &[&str]) -> Value {
-    let o = detect_cmd(input, out, extra).output().expect("run");
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    common::read_report(out)
-}
-
-/// Waits until the run writing `out` has journalled at least `images` images (the journal is the
-/// record of finished work, so the run is then part-way by construction, however fast or slow
-/// the machine is). Returns false if the child exits first.
-fn wait_for_progress(child: &mut std::process::Child, out: &Path, images: usize) -> bool {
-    let journal = out.join(boxwalk::outputs::journal::JOURNAL);
-    loop {
-        // One line opens the run; every other line is an image.
-        let done = std::fs::read_to_string(&journal).map(|j| j.lines().count().saturating_sub(1)).unwrap_or(0);
-        if done >= images {
-            return true;
-        }
-        if child.try_wait().expect("wait").is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn scenes(dir: &Path, n: usize, seed: u64) {
-    let o = boxwalk::synth::SynthOptions { n, seed, width: 96, height: 72, ..Default::default() };
-    boxwalk::synth::write_set(&o, &dir.join("set")).expect("synth");
-    std::fs::rename(dir.join("set/images"), dir.join("photos")).expect("move");
-}
 
 #[test]
 fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
@@ -153,43 +101,6 @@ fn several_inference_lanes_report_what_one_lane_does() {
 }
 
 #[test]
-fn a_run_killed_at_any_point_resumes_to_the_same_report() {
-    let t = tempfile::tempdir().expect("tempdir");
-    scenes(t.path(), 200, 22);
-    let input = t.path().join("photos");
-    let clean = detect(&input, &t.path().join("clean"), &[]);
-    assert_eq!(clean["counts"]["ok"], 200);
-
-    let mut resumed_work = Vec::new();
-    for (k, fraction) in [0.15, 0.4, 0.7].into_iter().enumerate() {
-        let out = t.path().join(format!("killed{k}"));
-        let mut child = detect_cmd(&input, &out, &[]).spawn().expect("spawn");
-        let part_way = wait_for_progress(&mut child, &out, (200.0 * fraction) as usize);
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        assert!(part_way, "the run ended before {fraction} of it was journalled");
-        assert!(!out.join("report.json").exists(), "killed at {fraction}, before the report");
-        // Nothing torn: every annotated copy there decodes.
-        for e in walkdir::WalkDir::new(&out).into_iter().filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().is_file() && name.ends_with(".png") && !name.starts_with(".boxwalk-") {
-                assert!(image::open(e.path()).is_ok(), "{} is torn", e.path().display());
-            }
-        }
-        let resumed = detect(&input, &out, &[]);
-        assert_eq!(resumed["images"], clean["images"], "kill at {fraction}: report differs from a clean run");
-        resumed_work.push(resumed["counts"]["processed"].as_u64().expect("processed"));
-        let leftovers = walkdir::WalkDir::new(&out)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".boxwalk-"))
-            .count();
-        assert_eq!(leftovers, 0, "temporary files of the killed run are cleaned up");
-    }
-    assert!(resumed_work.iter().all(|&p| p < 200), "a rerun continues from the journal: processed {resumed_work:?}");
-}
-
-#[test]
 fn shard_runs_merged_equal_one_run() {
     let t = tempfile::tempdir().expect("tempdir");
     scenes(t.path(), 40, 23);
@@ -263,33 +174,6 @@ fn shard_runs_merged_equal_one_run() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run keys differ"));
-}
-
-#[test]
-fn ctrl_c_stops_after_the_batch_writes_the_report_and_a_rerun_completes() {
-    let t = tempfile::tempdir().expect("tempdir");
-    scenes(t.path(), 200, 24);
-    let input = t.path().join("photos");
-    let clean = detect(&input, &t.path().join("clean"), &[]);
-
-    let out = t.path().join("interrupted");
-    let mut c = detect_cmd(&input, &out, &[]);
-    c.stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("spawn");
-    assert!(wait_for_progress(&mut child, &out, 80), "the run ended before 80 of 200 images were journalled");
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
-    assert!(status.success());
-    let o = child.wait_with_output().expect("wait");
-    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
-    let partial: Value =
-        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report")).expect("json");
-    assert_eq!(partial["interrupted"], true);
-    let n = partial["images"].as_array().expect("images").len();
-    assert!(n > 0 && n < 200, "stopped part-way: {n}");
-    let resumed = detect(&input, &out, &[]);
-    assert_eq!(resumed["interrupted"], false);
-    assert_eq!(resumed["counts"]["processed"].as_u64(), Some(200 - n as u64));
-    assert_eq!(resumed["images"], clean["images"]);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! From an image and its results to files: the boxes and the classifier's banner drawn on the
 //! image, the copy encoded and written atomically under OUT, and its contact-sheet thumbnail.
 
-use crate::error::ImageError;
+use crate::error::{is_environment_fault, ImageError};
 use crate::outputs::annotate::{self, BoxLabel, Style};
 use crate::outputs::files::{self, Durability};
 use crate::outputs::report::{Class, Detection, ErrorEntry, ImageEntry};
@@ -62,14 +62,21 @@ pub fn draw(rgb: &mut RgbImage, detections: Option<&[Detection]>, classification
     annotate::annotate_with(rgb, &boxes, banner.as_deref(), style);
 }
 
-/// Writes the drawn `rgb` to its destination, then its thumbnail. Only the page needs the
-/// thumbnail, and the page recreates a missing one, so failing to write it is no image error.
+/// Writes the drawn `rgb` to its destination, then its thumbnail, creating folders below
+/// `dest.out` but never `dest.out` itself. Only the page needs the thumbnail, and the page
+/// recreates a missing one, so failing to write it is no image error, unless the cause is the
+/// machine's ([`is_environment_fault`]), which every later write would meet too.
 pub fn write(rgb: &RgbImage, dest: Destination) -> Result<(), ImageError> {
-    let path = dest.out.join(dest.rel);
-    files::write_image_as(&path, rgb, dest.format, dest.jpeg_quality, dest.durability)
-        .map_err(|e| ImageError::Write { path, reason: e.to_string() })?;
+    let rel = Path::new(dest.rel);
+    files::write_image_below(dest.out, rel, rgb, dest.format, dest.jpeg_quality, dest.durability)
+        .map_err(|source| ImageError::Write { path: dest.out.join(rel), source })?;
     if dest.thumbnail {
-        let _ = sheet::write_thumbnail(dest.out, dest.rel, rgb);
+        match sheet::write_thumbnail(dest.out, dest.rel, rgb) {
+            Err(source) if is_environment_fault(&source) => {
+                return Err(ImageError::Write { path: dest.out.join(sheet::thumb_rel(dest.rel)), source })
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

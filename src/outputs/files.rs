@@ -28,8 +28,41 @@ pub fn write_atomic_as(
     durability: Durability,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(parent(path))?;
+    persist(path, durability, write)
+}
+
+/// Writes `root/rel` atomically, creating the folders between `root` and the file but never
+/// `root` itself: when `root` (OUT) has been removed under a run, the write fails with
+/// `NotFound` instead of quietly making a new, partial OUT.
+pub fn write_atomic_below(
+    root: &Path,
+    rel: &Path,
+    durability: Durability,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut dir = root.to_path_buf();
+    for c in rel.parent().into_iter().flat_map(Path::components) {
+        dir.push(c);
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    persist(&root.join(rel), durability, write)
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Writes `path` through a temporary file beside it, renamed into place; its folder must exist.
+fn persist(
+    path: &Path,
+    durability: Durability,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = parent(path);
     // Readable like any other output (tempfile's default is owner-only).
     let mut tmp = tempfile::Builder::new()
         .prefix(".boxwalk-")
@@ -46,6 +79,27 @@ pub fn write_atomic_as(
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Which folder a path named when a run began (device and inode), to tell later whether it is
+/// still there and still the same folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FolderId {
+    pub fn of(path: &Path) -> std::io::Result<FolderId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FolderId { dev: m.dev(), ino: m.ino() })
+    }
+
+    /// Whether `path` still names this folder (not removed, nor replaced by another).
+    pub fn is_at(&self, path: &Path) -> bool {
+        FolderId::of(path).is_ok_and(|now| now == *self)
+    }
 }
 
 /// Makes a [`Durability::Deferred`] file's data durable.
@@ -94,18 +148,29 @@ fn encode_jpeg(img: &RgbImage, quality: u8, w: &mut dyn Write) -> std::io::Resul
 
 /// Writes an image atomically, synced.
 pub fn write_image(path: &Path, img: &RgbImage, format: ImageFormat, jpeg_quality: u8) -> std::io::Result<()> {
-    write_image_as(path, img, format, jpeg_quality, Durability::Synced)
+    write_atomic(path, |w| encode_image(img, format, jpeg_quality, w).map_err(into_io))
 }
 
-/// Writes an image atomically.
-pub fn write_image_as(
-    path: &Path,
+/// Writes an image atomically to `root/rel`, creating folders below `root` only
+/// ([`write_atomic_below`]).
+pub fn write_image_below(
+    root: &Path,
+    rel: &Path,
     img: &RgbImage,
     format: ImageFormat,
     jpeg_quality: u8,
     durability: Durability,
 ) -> std::io::Result<()> {
-    write_atomic_as(path, durability, |w| encode_image(img, format, jpeg_quality, w).map_err(std::io::Error::other))
+    write_atomic_below(root, rel, durability, |w| encode_image(img, format, jpeg_quality, w).map_err(into_io))
+}
+
+/// An encoder's error as an I/O error; the writer's own I/O errors stay as they were, so that
+/// their OS error (a full disk, say) can still be told.
+fn into_io(e: image::ImageError) -> std::io::Error {
+    match e {
+        image::ImageError::IoError(e) => e,
+        other => std::io::Error::other(other),
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +195,23 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).expect("stat").permissions());
         assert_eq!(mode & 0o777, 0o644, "outputs are world-readable like ordinary files");
+    }
+
+    #[test]
+    fn writing_below_a_root_makes_its_subfolders_but_never_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("out");
+        std::fs::create_dir(&root).expect("mkdir");
+        write_atomic_below(&root, Path::new("a/b/c.txt"), Durability::Synced, |w| w.write_all(b"x")).expect("write");
+        assert_eq!(std::fs::read(root.join("a/b/c.txt")).expect("read"), b"x");
+        std::fs::remove_dir_all(&root).expect("rm");
+        let e = write_atomic_below(&root, Path::new("a/c.txt"), Durability::Synced, |w| w.write_all(b"x"))
+            .expect_err("root gone");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        let e = write_atomic_below(&root, Path::new("c.txt"), Durability::Synced, |w| w.write_all(b"x"))
+            .expect_err("root gone");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(!root.exists(), "a removed root is not made again");
     }
 
     #[test]

@@ -85,6 +85,18 @@ pub fn previous(out: &Path, key: &str) -> HashMap<(String, String), Previous> {
     found
 }
 
+/// Whether `file` is non-empty and does not end with a newline.
+fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
 /// Error kinds that would recur on the same bytes; others (I/O, inference, write) are retried.
 pub fn is_permanent(kind: &str) -> bool {
     matches!(kind, "decode" | "unknown_format" | "limit")
@@ -97,23 +109,34 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens `OUT/journal.jsonl` for appending and records the run's key.
+    /// Opens `OUT/journal.jsonl` for appending and records the run's key. A torn last line (a
+    /// crash mid-write) is ended first, so that it stays one unreadable line, not the start of
+    /// this run's first.
     pub fn open(out: &Path, key: &str) -> std::io::Result<Journal> {
         let path = out.join(JOURNAL);
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        if ends_torn(&mut file)? {
+            file.write_all(b"\n")?;
+        }
         let mut j = Journal { file, path };
         j.write(&[Line::Run { key: key.to_string() }])?;
         Ok(j)
     }
 
+    /// Appends `lines`, synced. Should the write fail part-way (a full disk), the part written is
+    /// cut off again, so the journal keeps only whole lines.
     fn write(&mut self, lines: &[Line]) -> std::io::Result<()> {
         let mut buf = Vec::new();
         for l in lines {
             serde_json::to_writer(&mut buf, l).map_err(std::io::Error::other)?;
             buf.push(b'\n');
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()
+        let before = self.file.metadata()?.len();
+        let written = self.file.write_all(&buf).and_then(|()| self.file.sync_data());
+        if written.is_err() {
+            let _ = self.file.set_len(before);
+        }
+        written
     }
 
     /// Appends finished images (one write and one sync per batch).
@@ -121,9 +144,59 @@ impl Journal {
         self.write(&entries.iter().map(|e| Line::Image(Box::new(e.clone()))).collect::<Vec<_>>())
     }
 
+    /// Whether the journal is still the file at its path: once OUT is removed or moved, appends
+    /// would go to a file no later run can read.
+    pub fn in_place(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::metadata(&self.path)) {
+            (Ok(open), Ok(there)) => (open.dev(), open.ino()) == (there.dev(), there.ino()),
+            _ => false,
+        }
+    }
+
     /// After the report is written, the journal's content is in it: start the next run afresh.
     pub fn finish(self) -> std::io::Result<()> {
         drop(self.file);
         std::fs::remove_file(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str) -> ImageEntry {
+        ImageEntry {
+            path: path.into(),
+            root: "in".into(),
+            input_sha256: Some("ab".into()),
+            width: Some(4),
+            height: Some(3),
+            detections: Some(vec![]),
+            all_detections: None,
+            classification: None,
+            output: Some(path.into()),
+            error: None,
+            not_seen: false,
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_runs_key() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut j = Journal::open(d.path(), "k1").expect("open");
+        j.append(&[entry("a.png")]).expect("append");
+        drop(j);
+        // A crash (or a full disk) mid-line.
+        let mut f = std::fs::OpenOptions::new().append(true).open(d.path().join(JOURNAL)).expect("open");
+        f.write_all(br#"{"image":{"path":"b.pn"#).expect("torn");
+        drop(f);
+        let mut j = Journal::open(d.path(), "k2").expect("reopen");
+        j.append(&[entry("c.png")]).expect("append");
+        let found = previous(d.path(), "k2");
+        let same = |p: &str| found.get(&("in".to_string(), p.to_string())).map(|p| p.same_key);
+        assert_eq!(same("a.png"), Some(false), "journaled under k1");
+        assert_eq!(same("b.pn"), None, "the torn line is dropped");
+        assert_eq!(same("c.png"), Some(true), "the second run's key line survived the torn line before it");
     }
 }

@@ -114,6 +114,10 @@ pub struct Counts {
     pub removed: usize,
     /// Images that went through the models in this run (the rest were carried over).
     pub processed: usize,
+    /// Earlier results kept, marked `not_seen`, because their input folder held no images or
+    /// could not be read this run.
+    #[serde(default)]
+    pub not_seen: usize,
 }
 
 /// Wall time of the run and time spent per stage (summed over worker threads).
@@ -208,6 +212,10 @@ pub struct ImageEntry {
     pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorEntry>,
+    /// An earlier result kept although its input was not seen this run: its input folder held no
+    /// images or could not be read (an unmounted share, say). Not counted in `counts.images`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_seen: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

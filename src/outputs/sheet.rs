@@ -44,7 +44,8 @@ pub fn write_thumbnail(out: &Path, output_rel: &str, img: &RgbImage) -> std::io:
     let (tw, th) = (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1));
     let thumb = preprocess::resize_rgb(img, tw, th);
     // Derived from the annotated copy and recreated when missing or stale: never worth a sync.
-    files::write_image_as(&out.join(thumb_rel(output_rel)), &thumb, ImageFormat::Jpeg, 85, files::Durability::Deferred)
+    let rel = thumb_rel(output_rel);
+    files::write_image_below(out, Path::new(&rel), &thumb, ImageFormat::Jpeg, 85, files::Durability::Deferred)
 }
 
 /// Whether the thumbnail of `output_rel` is missing, empty (thumbnails are not synced, so a power

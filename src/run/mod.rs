@@ -20,16 +20,18 @@ use crate::config::{Config, MissingWeights};
 use crate::discover;
 use crate::engine::infer::BoxContext;
 use crate::engine::{LoadError, Models};
+use crate::error::{is_environment_fault, ImageError};
 use crate::models::Placement;
 use crate::models::WeightsError;
+use crate::outputs::files::{self, FolderId};
 use crate::outputs::journal::Journal;
 use crate::outputs::report::{self, ImageEntry, Report, SkippedEntry, Timing};
-use crate::outputs::{export, files, sheet};
+use crate::outputs::{export, sheet};
 use crate::sys::{self, memory, threads};
 use lanes::{infer_lane, InferredBatch, LaneContext, Lanes};
 use prepare::{prepare_chunk, Prepared, Wanted};
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Device;
 use times::{secs, StageTimes};
@@ -54,6 +56,52 @@ pub enum FatalError {
     /// A flag that turned out wrong once the models were known (exit code 1).
     #[error(transparent)]
     Usage(#[from] crate::engine::UnknownClass),
+    /// A fault of the machine, not of an image: OUT's file system is full, over quota, read-only
+    /// or failing, or OUT was removed. What was journaled before it stays valid.
+    #[error(
+        "{out}: {cause}; the run stopped, and what it recorded before is kept: rerun to continue once this is fixed"
+    )]
+    Environment { out: PathBuf, cause: String },
+    #[error("--prune refused: {reason}. Nothing was removed or processed")]
+    PruneRefused { reason: String },
+}
+
+impl FatalError {
+    /// The fault of the machine behind a failed write under `out`, if it is one: the file system's
+    /// ([`is_environment_fault`]), or `out` (or a folder in it) gone.
+    pub fn of_write(out: &Path, e: &ImageError) -> Option<FatalError> {
+        match e {
+            ImageError::Write { path, source } => FatalError::of_io(out, source, path),
+            _ => None,
+        }
+    }
+
+    /// [`FatalError::of_write`] for an I/O error on `path`.
+    pub fn of_io(out: &Path, e: &std::io::Error, path: &Path) -> Option<FatalError> {
+        if is_environment_fault(e) {
+            let cause = format!("cannot write {}: {e}", path.strip_prefix(out).unwrap_or(path).display());
+            Some(FatalError::Environment { out: out.to_path_buf(), cause })
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            // boxwalk makes every folder it writes to: one gone was removed under the run.
+            Some(out_gone(out))
+        } else {
+            None
+        }
+    }
+}
+
+fn out_gone(out: &Path) -> FatalError {
+    let cause = "the output folder, or its journal, was removed or replaced during the run".into();
+    FatalError::Environment { out: out.to_path_buf(), cause }
+}
+
+/// Fails when `out` no longer names the folder the run began in (`id`).
+fn check_out(out: &Path, id: &FolderId) -> Result<(), FatalError> {
+    if id.is_at(out) {
+        Ok(())
+    } else {
+        Err(out_gone(out))
+    }
 }
 
 impl From<LoadError> for FatalError {
@@ -103,7 +151,9 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
     let t0 = Instant::now();
     let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
     std::fs::create_dir_all(&cfg.out).map_err(|e| out_err(format!("cannot create output folder: {e}")))?;
-    let discover::Discovered { mut jobs, skipped } = discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?;
+    let out_id = FolderId::of(&cfg.out).map_err(|e| out_err(format!("cannot read output folder: {e}")))?;
+    let discover::Discovered { mut jobs, skipped, empty_roots } =
+        discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?;
     if let Some(shard) = cfg.shard {
         jobs.retain(|j| shard.owns(&j.out_rel));
     }
@@ -121,7 +171,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
         .build()?;
 
     let plan::Plan { models: model_info, options, run_key, carried, todo, mut counts } =
-        plan::plan(cfg, jobs, skipped.len(), &pool)?;
+        plan::plan(cfg, jobs, plan::Unseen { empty_roots: &empty_roots, unreadable: &skipped }, &pool)?;
     if prepare::batched(cfg) && on_cpu {
         eprintln!("boxwalk: warning: test hook BOXWALK_TEST_BATCHED_PREPROCESSING: inputs prepared a batch at a time");
     }
@@ -157,15 +207,16 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
         observer.started(todo.len(), carried.len());
         let lanes = Lanes::for_run(cfg, t0);
         let ctx = LaneContext { cfg, settings: &settings, models: &models, times, lanes: &lanes };
-        let entries = infer_and_write(prep_rx, ctx, &mut journal, observer, pool)?;
+        let entries = infer_and_write(prep_rx, ctx, &mut journal, &out_id, observer, pool)?;
         Ok::<_, FatalError>((entries, journal, load_models_s, lanes.used()))
     })?;
     let interrupted = observer.should_stop() && entries.len() < todo.len();
     entries.extend(carried);
     entries.sort_by(|a, b| (&a.root, &a.path).cmp(&(&b.root, &b.path)));
 
-    counts.images = entries.len();
-    counts.failed = entries.iter().filter(|e| e.error.is_some()).count();
+    let seen = || entries.iter().filter(|e| !e.not_seen);
+    counts.images = seen().count();
+    counts.failed = seen().filter(|e| e.error.is_some()).count();
     counts.ok = counts.images - counts.failed;
     let report = Report {
         schema: report::SCHEMA.into(),
@@ -203,7 +254,17 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             .collect(),
     };
     let report_path = cfg.out.join("report.json");
-    report.write(&report_path)?;
+    // Not into an OUT made anew by someone else: the journal that holds this run's work is gone.
+    check_out(&cfg.out, &out_id)?;
+    if journal.as_ref().is_some_and(|j| !j.in_place()) {
+        return Err(out_gone(&cfg.out));
+    }
+    report.write(&report_path).map_err(|e| match &e {
+        crate::error::FileError::Io { source, .. } => {
+            FatalError::of_io(&cfg.out, source, &report_path).unwrap_or(e.into())
+        }
+        _ => e.into(),
+    })?;
     // The report now holds everything the journal recorded.
     if let Some(j) = journal {
         j.finish().map_err(|e| out_err(format!("cannot remove the journal: {e}")))?;
@@ -219,6 +280,7 @@ fn infer_and_write(
     prepared: crossbeam_channel::Receiver<Prepared>,
     ctx: LaneContext,
     journal: &mut Option<Journal>,
+    out_id: &FolderId,
     observer: &dyn Observer,
     pool: &rayon::ThreadPool,
 ) -> Result<Vec<ImageEntry>, FatalError> {
@@ -230,21 +292,25 @@ fn infer_and_write(
         // The writer draws and encodes a batch while the recorder waits for the previous one to
         // reach the disk: fsync latency (a network share, a VM's disk) does not hold up the
         // workers.
-        let (written_tx, written_rx) = crossbeam_channel::bounded::<Vec<ImageEntry>>(2);
+        // A fault of the machine in a batch ends the run there: the recorder returns, and each
+        // stage before it stops as its next hand-over fails, after the batch it holds.
+        let (written_tx, written_rx) = crossbeam_channel::bounded::<Result<Vec<ImageEntry>, FatalError>>(2);
         s.spawn(move || {
             for batch in done_rx {
-                let written: Vec<ImageEntry> = pool.install(|| {
+                let written: Result<Vec<ImageEntry>, FatalError> = pool.install(|| {
                     batch.into_par_iter().map(|(j, r)| write::write_one(j, r, boxes, settings, cfg, times)).collect()
                 });
-                if written_tx.send(written).is_err() {
+                let fault = written.is_err();
+                if written_tx.send(written).is_err() || fault {
                     break;
                 }
             }
         });
         let recorder = s.spawn(move || -> Result<Vec<ImageEntry>, FatalError> {
             let mut entries = Vec::new();
-            for mut written in written_rx {
-                record::record_batch(&mut written, journal.as_mut(), cfg, observer, times)?;
+            for written in written_rx {
+                let mut written = written?;
+                record::record_batch(&mut written, journal.as_mut(), cfg, out_id, observer, times)?;
                 entries.extend(written);
             }
             Ok(entries)

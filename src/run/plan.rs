@@ -4,7 +4,7 @@
 
 use super::FatalError;
 use crate::config::Config;
-use crate::discover::ImageJob;
+use crate::discover::{ImageJob, Skipped};
 use crate::error::FileError;
 use crate::models::card::ModelCard;
 use crate::outputs::journal;
@@ -13,7 +13,8 @@ use crate::outputs::sheet;
 use crate::sys::sha256_file;
 use crate::weights::Role;
 use rayon::prelude::*;
-use std::path::{Component, Path};
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
 
 /// A run's plan.
 pub struct Plan {
@@ -27,37 +28,63 @@ pub struct Plan {
     pub counts: Counts,
 }
 
+/// What the walk could not see: folder inputs without images, and paths that could not be read.
+pub struct Unseen<'a> {
+    pub empty_roots: &'a [PathBuf],
+    pub unreadable: &'a [Skipped],
+}
+
+impl Unseen<'_> {
+    /// Why an earlier result whose input the walk did not find may still stand for an input that
+    /// is there: its folder held no images (unless `--allow-empty-input`), or could not be read.
+    fn covers(&self, entry: &ImageEntry, cfg: &Config) -> bool {
+        let root = Path::new(&entry.root);
+        (!cfg.allow_empty_input && self.empty_roots.iter().any(|r| r == root))
+            || self.unreadable.iter().any(|s| root.join(&entry.path).starts_with(&s.path))
+    }
+}
+
 /// Plans a run over `jobs`, reading each input's content hash on `pool`.
-pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, skipped: usize, pool: &rayon::ThreadPool) -> Result<Plan, FatalError> {
-    // What produces results: model files (by hash) and options. Checked before any work.
+pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, unseen: Unseen, pool: &rayon::ThreadPool) -> Result<Plan, FatalError> {
+    // What produces results: model files (by hash) and options. Checked before any work. With
+    // nothing to process, missing weights are no error, but those there still make the key that
+    // the results kept (of an input not seen) stand under.
     let mut models = Vec::new();
     if !jobs.is_empty() {
         cfg.check_weights()?;
-        for (role, file) in [(Role::Detector, &cfg.detector_weights), (Role::Classifier, &cfg.classifier_weights)] {
-            if let Some(f) = file {
-                let sha256 = sha256_file(f).map_err(FileError::io(f))?;
-                models.push(ModelInfo {
-                    role: role.name().into(),
-                    file: f.to_string_lossy().into_owned(),
-                    sha256,
-                    // A demo model given by path is still a demo model: its card says so.
-                    demo: cfg.demo_roles.contains(&role)
-                        || ModelCard::for_weights(f).ok().flatten().is_some_and(|c| c.demo),
-                });
-            }
+    }
+    for (role, file) in [(Role::Detector, &cfg.detector_weights), (Role::Classifier, &cfg.classifier_weights)] {
+        if let Some(f) = file.as_ref().filter(|f| f.is_file()) {
+            let sha256 = sha256_file(f).map_err(FileError::io(f))?;
+            models.push(ModelInfo {
+                role: role.name().into(),
+                file: f.to_string_lossy().into_owned(),
+                sha256,
+                // A demo model given by path is still a demo model: its card says so.
+                demo: cfg.demo_roles.contains(&role)
+                    || ModelCard::for_weights(f).ok().flatten().is_some_and(|c| c.demo),
+            });
         }
     }
     let options = report_options(cfg);
     let run_key = journal::run_key(&models, &options);
 
     // Incremental: carry over what is unchanged since the last run in this OUT.
+    let mut previous = journal::previous(&cfg.out, &run_key);
+    let key = |j: &ImageJob| (j.root.to_string_lossy().into_owned(), j.rel.clone());
+    {
+        let found: HashSet<_> = jobs.iter().map(key).collect();
+        let gone = previous.iter().filter(|(k, p)| !found.contains(*k) && !unseen.covers(&p.entry, cfg)).count();
+        if cfg.prune {
+            check_prune(cfg, &unseen, gone, previous.len())?;
+        }
+    }
     let hashed: Vec<ImageJob> =
         pool.install(|| jobs.into_par_iter().map(|j| ImageJob { sha256: sha256_file(&j.source).ok(), ..j }).collect());
-    let mut previous = journal::previous(&cfg.out, &run_key);
-    let mut counts = Counts { skipped, ..Counts::default() };
+    let mut counts = Counts { skipped: unseen.unreadable.len(), ..Counts::default() };
     let (mut carried, mut todo) = (Vec::new(), Vec::new());
     for job in hashed {
-        let prev = previous.remove(&(job.root.to_string_lossy().into_owned(), job.rel.clone()));
+        let prev = previous.remove(&key(&job));
         let same_content =
             prev.as_ref().is_some_and(|p| p.entry.input_sha256.is_some() && p.entry.input_sha256 == job.sha256);
         match &prev {
@@ -66,16 +93,54 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, skipped: usize, pool: &rayon::Thr
             Some(_) => counts.changed += 1,
         }
         match prev.filter(|p| !cfg.force && same_content && p.same_key && reusable(&p.entry, cfg)) {
-            Some(p) => carried.push(p.entry),
+            Some(p) => carried.push(ImageEntry { not_seen: false, ..p.entry }),
             None => todo.push(job),
         }
     }
-    counts.removed = previous.len();
+    // Earlier results of inputs the walk could not see stay, marked; the others are gone.
+    let (kept, gone): (Vec<_>, Vec<_>) = previous.into_values().map(|p| p.entry).partition(|e| unseen.covers(e, cfg));
+    for root in unseen.empty_roots.iter().filter(|_| !cfg.allow_empty_input) {
+        let n = kept.iter().filter(|e| Path::new(&e.root) == root).count();
+        eprintln!(
+            "boxwalk: warning: {} holds no images (an unmounted or emptied folder?); its {n} earlier results are \
+             kept in the report, marked not_seen (--allow-empty-input drops them)",
+            root.display()
+        );
+    }
+    counts.not_seen = kept.len();
+    carried.extend(kept.into_iter().map(|e| ImageEntry { not_seen: true, ..e }));
+    counts.removed = gone.len();
     if cfg.prune {
-        prune(cfg, previous.values().filter_map(|p| p.entry.output.as_deref()));
+        prune(cfg, gone.iter().filter_map(|e| e.output.as_deref()));
     }
     counts.processed = todo.len();
     Ok(Plan { models, options, run_key, carried, todo, counts })
+}
+
+/// Refuses `--prune` where the inputs may not be what they seem, as rsync skips deletion after an
+/// I/O error: a folder input without images, or a path that could not be read; and where it would
+/// remove more than `--max-prune` of the `results` in OUT (`gone` of them).
+fn check_prune(cfg: &Config, unseen: &Unseen, gone: usize, results: usize) -> Result<(), FatalError> {
+    let refuse = |reason: String| Err(FatalError::PruneRefused { reason });
+    if let Some(root) = unseen.empty_roots.iter().find(|_| !cfg.allow_empty_input) {
+        return refuse(format!(
+            "input {} holds no images (an unmounted or emptied folder?); pass --allow-empty-input if it is empty on purpose",
+            root.display()
+        ));
+    }
+    if let Some(s) = unseen.unreadable.first() {
+        return refuse(format!("{} could not be read: {}", s.path.display(), s.reason));
+    }
+    let allowed = cfg.max_prune.of(results);
+    if gone > allowed {
+        return refuse(format!(
+            "it would remove the results of {gone} of the {results} images in {}, over --max-prune {} ({allowed}); \
+             check the inputs, or raise --max-prune",
+            cfg.out.display(),
+            cfg.max_prune
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a journaled entry of unchanged content, under the same run key, can stand for this

@@ -4,7 +4,7 @@
 use super::times::{timed, StageTimes};
 use crate::config::Config;
 use crate::decode;
-use crate::discover::ImageJob;
+use crate::discover::{FileStat, ImageJob};
 use crate::engine::infer::catch_libtorch;
 use crate::error::ImageError;
 use crate::preprocess;
@@ -37,7 +37,9 @@ pub struct Wanted {
 /// A worker's part: decodes the image, then prepares its network inputs, or only stages its
 /// pixels where [`prepare_batch`] prepares the batch's inputs together.
 fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> Result<Ready, ImageError> {
-    let decoded = timed(&times.decode, || decode::decode_file(&job.source, &cfg.limits))?;
+    let decoded = timed(&times.decode, || {
+        read_unchanged(job, cfg).and_then(|b| decode::decode_bytes(&b, &job.source, &cfg.limits))
+    })?;
     timed(&times.preprocess, || {
         let (rgb, format) = (decoded.rgb, decoded.format);
         if batched(cfg) {
@@ -47,6 +49,16 @@ fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> 
         let (det_input, cls_input) = preprocess::image_inputs(&rgb, cfg.device, wanted.detector, wanted.classifier);
         Ok(Ready { rgb, format, det_input, cls_input, staged: None })
     })
+}
+
+/// Reads a job's file, failing it when its size or modification time changed since the walk (a
+/// copy still in progress): it is left for the next run rather than recorded as done.
+fn read_unchanged(job: &ImageJob, cfg: &Config) -> Result<Vec<u8>, ImageError> {
+    let (bytes, after) = decode::read_file(&job.source, &cfg.limits)?;
+    match job.stat.and_then(|seen| seen.change_to(&FileStat::of(&after))) {
+        Some(reason) => Err(ImageError::ChangedDuringRead { path: job.source.clone(), reason }),
+        None => Ok(bytes),
+    }
 }
 
 /// Decodes and prepares a batch's images on the workers, then, where that is done a batch at a

@@ -3,6 +3,7 @@
 
 use super::lanes::Inferred;
 use super::times::{timed, StageTimes};
+use super::FatalError;
 use crate::config::Config;
 use crate::discover::ImageJob;
 use crate::engine::draw::{self, Destination, Look};
@@ -11,6 +12,7 @@ use crate::engine::{PerImage, Settings};
 use crate::error::ImageError;
 use crate::outputs::files::Durability;
 use crate::outputs::report::ImageEntry;
+use crate::sys::hooks;
 use image::ImageFormat;
 use std::path::Path;
 
@@ -39,10 +41,12 @@ fn entry_for(job: &ImageJob) -> ImageEntry {
         classification: None,
         output: None,
         error: None,
+        not_seen: false,
     }
 }
 
-/// Decodes the boxes, draws and writes one image; returns its report entry.
+/// Decodes the boxes, draws and writes one image; returns its report entry, or the fault of the
+/// machine that stops the run ([`FatalError::Environment`]).
 pub fn write_one(
     job: ImageJob,
     result: Result<Inferred, ImageError>,
@@ -50,13 +54,13 @@ pub fn write_one(
     settings: &Settings,
     cfg: &Config,
     times: &StageTimes,
-) -> ImageEntry {
+) -> Result<ImageEntry, FatalError> {
     let mut entry = entry_for(&job);
     let Inferred { mut rgb, format, mut results } = match result {
         Ok(i) => i,
         Err(e) => {
             draw::fail(&mut entry, &e);
-            return entry;
+            return Ok(entry);
         }
     };
     if let Some(ctx) = boxes {
@@ -79,7 +83,15 @@ pub fn write_one(
         durability: Durability::Deferred,
         thumbnail: cfg.html,
     };
-    let written = timed(&times.write, || draw::write(&rgb, dest));
+    let written = match hooks::write_fault() {
+        Some(source) => Err(ImageError::Write { path: cfg.out.join(&rel), source }),
+        None => timed(&times.write, || draw::write(&rgb, dest)),
+    };
+    if let Err(e) = &written {
+        if let Some(fault) = FatalError::of_write(&cfg.out, e) {
+            return Err(fault);
+        }
+    }
     draw::record(&mut entry, &rel, written);
-    entry
+    Ok(entry)
 }

@@ -36,3 +36,18 @@ pub fn out_of_memory(images: usize) {
         panic!("CUDA out of memory (injected by BOXWALK_FAULT_OOM_ABOVE)");
     }
 }
+
+/// `BOXWALK_FAULT_WRITE=ERRNO@N`: from the Nth annotated copy of a run on (counting from 0),
+/// every write fails with the OS error ERRNO (e.g. `5@40`, EIO from the 41st), so that faults
+/// that cannot be made on demand, such as a failing disk or a quota, run without one.
+pub fn write_fault() -> Option<std::io::Error> {
+    static FAULT: OnceLock<Option<(i32, usize)>> = OnceLock::new();
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let (errno, from) = (*FAULT.get_or_init(|| {
+        let v = std::env::var("BOXWALK_FAULT_WRITE").ok()?;
+        let (errno, from) = v.split_once('@')?;
+        Some((errno.parse().ok()?, from.parse().ok()?))
+    }))?;
+    let k = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (k >= from).then(|| std::io::Error::from_raw_os_error(errno))
+}

@@ -180,3 +180,63 @@ pub fn artifacts() -> PathBuf {
     std::fs::create_dir_all(&d).expect("mkdir target/test-artifacts");
     d
 }
+
+/// A file of the committed demo models.
+pub fn demo(file: &str) -> PathBuf {
+    repo().join("models/demo").join(file)
+}
+
+/// `boxwalk detect INPUT --out OUT` on the CPU, quiet, with the demo models, batches of 8
+/// unless `extra` sets `--batch-size`.
+pub fn detect_cmd(input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = boxwalk();
+    c.arg("detect")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "cpu", "--quiet"])
+        .args(if extra.contains(&"--batch-size") { &[][..] } else { &["--batch-size", "8"][..] })
+        .arg("--detector-weights")
+        .arg(demo("detector.safetensors"))
+        .arg("--classifier-weights")
+        .arg(demo("classifier.safetensors"))
+        .args(extra);
+    c
+}
+
+/// Runs [`detect_cmd`], asserts that it exits 0 and returns its report.
+pub fn detect_ok(input: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let o = detect_cmd(input, out, extra).output().expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    read_report(out)
+}
+
+/// Waits until the run writing `out` has journalled at least `images` images (the journal is the
+/// record of finished work, so the run is then part-way by construction, however fast or slow
+/// the machine is). Returns false if the child exits first.
+pub fn wait_for_progress(child: &mut std::process::Child, out: &Path, images: usize) -> bool {
+    let journal = out.join(boxwalk::outputs::journal::JOURNAL);
+    loop {
+        // One line opens the run; every other line is an image.
+        let done = std::fs::read_to_string(&journal).map(|j| j.lines().count().saturating_sub(1)).unwrap_or(0);
+        if done >= images {
+            return true;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// `n` small synthetic scenes (96×72 PNGs) in `dir/photos`.
+pub fn scenes(dir: &Path, n: usize, seed: u64) {
+    scenes_sized(dir, n, seed, 96, 72);
+}
+
+/// `n` synthetic scenes of `width`×`height` in `dir/photos`.
+pub fn scenes_sized(dir: &Path, n: usize, seed: u64, width: u32, height: u32) {
+    let o = boxwalk::synth::SynthOptions { n, seed, width, height, ..Default::default() };
+    boxwalk::synth::write_set(&o, &dir.join("set")).expect("synth");
+    std::fs::rename(dir.join("set/images"), dir.join("photos")).expect("move");
+}
