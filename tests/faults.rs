@@ -59,6 +59,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `n` small scenes in `dir/photos`, and the report of an uninterrupted run over them.
+fn scenes_and_clean_run(dir: &Path, n: usize, seed: u64) -> (PathBuf, Value) {
+    scenes(dir, n, seed);
+    let input = dir.join("photos");
+    let clean = detect_ok(&input, &dir.join("clean"), &[]);
+    (input, clean)
+}
+
+/// Starts `cmd` (a run writing `out`, its stderr kept) and returns once it has journaled
+/// `images` images.
+fn started_part_way(mut cmd: Command, out: &Path, images: usize) -> std::process::Child {
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    assert!(wait_for_progress(&mut child, out, images), "the run ended before {images} images were journaled");
+    child
+}
+
 /// The image lines of OUT's journal, by path.
 fn journaled(out: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(out.join("journal.jsonl")).unwrap_or_default();
@@ -129,9 +145,7 @@ fn a_full_disk_stops_the_run_and_the_rerun_after_freeing_space_completes() {
 #[test]
 fn a_failing_disk_or_a_quota_stops_the_run_like_a_full_disk() {
     let t = tempfile::tempdir().expect("tempdir");
-    scenes(t.path(), 40, 42);
-    let input = t.path().join("photos");
-    let clean = detect_ok(&input, &t.path().join("clean"), &[]);
+    let (input, clean) = scenes_and_clean_run(t.path(), 40, 42);
     for (errno, cause) in [(libc::EIO, "Input/output error"), (libc::EDQUOT, "Disk quota exceeded")] {
         let out = t.path().join(format!("errno{errno}"));
         let o = detect_cmd(&input, &out, &[]).env("BOXWALK_FAULT_WRITE", format!("{errno}@20")).output().expect("run");
@@ -145,14 +159,10 @@ fn a_failing_disk_or_a_quota_stops_the_run_like_a_full_disk() {
 #[test]
 fn an_output_folder_moved_or_removed_mid_run_stops_the_run_and_is_not_made_again() {
     let t = tempfile::tempdir().expect("tempdir");
-    scenes(t.path(), 200, 43);
-    let input = t.path().join("photos");
-    let clean = detect_ok(&input, &t.path().join("clean"), &[]);
+    let (input, clean) = scenes_and_clean_run(t.path(), 200, 43);
 
     let out = t.path().join("moved");
-    let mut c = detect_cmd(&input, &out, &[]);
-    let mut child = c.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
-    assert!(wait_for_progress(&mut child, &out, 40), "the run ended before 40 images were journaled");
+    let child = started_part_way(detect_cmd(&input, &out, &[]), &out, 40);
     let away = t.path().join("moved-away");
     std::fs::rename(&out, &away).expect("move OUT away");
     let o = child.wait_with_output().expect("wait");
@@ -162,9 +172,7 @@ fn an_output_folder_moved_or_removed_mid_run_stops_the_run_and_is_not_made_again
     assert_rerun_completes(&input, &out, &clean);
 
     let out = t.path().join("removed");
-    let mut c = detect_cmd(&input, &out, &[]);
-    let mut child = c.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
-    assert!(wait_for_progress(&mut child, &out, 40), "the run ended before 40 images were journaled");
+    let child = started_part_way(detect_cmd(&input, &out, &[]), &out, 40);
     // rm -rf races the run's last writes and may leave a few files: what matters is that the run
     // notices and stops.
     let _ = Command::new("rm").arg("-rf").arg(&out).status();
@@ -177,13 +185,9 @@ fn an_output_folder_moved_or_removed_mid_run_stops_the_run_and_is_not_made_again
 #[test]
 fn an_output_folder_made_read_only_mid_run_stops_the_run() {
     let t = tempfile::tempdir().expect("tempdir");
-    scenes(t.path(), 200, 44);
-    let input = t.path().join("photos");
-    let clean = detect_ok(&input, &t.path().join("clean"), &[]);
+    let (input, clean) = scenes_and_clean_run(t.path(), 200, 44);
     let out = t.path().join("out");
-    let mut c = without_root_overrides(detect_cmd(&input, &out, &[]));
-    let mut child = c.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
-    assert!(wait_for_progress(&mut child, &out, 40), "the run ended before 40 images were journaled");
+    let child = started_part_way(without_root_overrides(detect_cmd(&input, &out, &[])), &out, 40);
     let mode = |m| std::os::unix::fs::PermissionsExt::from_mode(m);
     std::fs::set_permissions(&out, mode(0o555)).expect("chmod");
     let o = child.wait_with_output().expect("wait");
@@ -350,9 +354,7 @@ fn a_file_that_changes_while_it_is_read_is_left_for_the_next_run() {
 #[test]
 fn a_run_killed_at_any_point_resumes_to_the_same_report() {
     let t = tempfile::tempdir().expect("tempdir");
-    scenes(t.path(), 200, 22);
-    let input = t.path().join("photos");
-    let clean = detect_ok(&input, &t.path().join("clean"), &[]);
+    let (input, clean) = scenes_and_clean_run(t.path(), 200, 22);
     assert_eq!(clean["counts"]["ok"], 200);
     for (k, fraction) in [0.15, 0.4, 0.7].into_iter().enumerate() {
         let out = t.path().join(format!("killed{k}"));
@@ -378,15 +380,10 @@ fn a_run_killed_at_any_point_resumes_to_the_same_report() {
 #[test]
 fn ctrl_c_stops_after_the_batch_writes_the_report_and_a_rerun_completes() {
     let t = tempfile::tempdir().expect("tempdir");
-    scenes(t.path(), 200, 24);
-    let input = t.path().join("photos");
-    let clean = detect_ok(&input, &t.path().join("clean"), &[]);
+    let (input, clean) = scenes_and_clean_run(t.path(), 200, 24);
 
     let out = t.path().join("interrupted");
-    let mut c = detect_cmd(&input, &out, &[]);
-    c.stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("spawn");
-    assert!(wait_for_progress(&mut child, &out, 80), "the run ended before 80 of 200 images were journaled");
+    let child = started_part_way(detect_cmd(&input, &out, &[]), &out, 80);
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
     assert!(status.success());
     let o = child.wait_with_output().expect("wait");
