@@ -374,6 +374,11 @@ pub struct DetectArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Read and hash every input, even those whose size, mtime, inode and ctime are unchanged
+    /// since the last run (for file systems whose timestamps cannot be trusted).
+    #[arg(long)]
+    pub rehash: bool,
+
     /// Delete the annotated copies of inputs that no longer exist. Refused (exit 2, nothing
     /// removed or processed) when an input folder is empty or could not be read in full, as an
     /// unmounted share looks, or when it would remove more than --max-prune.

@@ -9,6 +9,7 @@
 //! name; a file input keeps its bare name. Any output path that would still collide gets a `-2`,
 //! `-3`… before its extension.
 
+use crate::sys::FileStat;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
@@ -31,32 +32,8 @@ pub struct ImageJob {
     pub sha256: Option<String>,
     /// The file as the walk saw it.
     pub stat: Option<FileStat>,
-}
-
-/// What the walk saw of a file: enough to tell later whether it changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStat {
-    pub size: u64,
-    /// Modification time, ns since the epoch.
-    pub mtime_ns: i128,
-}
-
-impl FileStat {
-    pub fn of(m: &std::fs::Metadata) -> FileStat {
-        use std::os::unix::fs::MetadataExt;
-        FileStat { size: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()) }
-    }
-
-    /// How `now` differs from this, in words; `None` when it does not.
-    pub fn change_to(&self, now: &FileStat) -> Option<String> {
-        if self.size != now.size {
-            Some(format!("{} bytes when found, {} once read", self.size, now.size))
-        } else if self.mtime_ns != now.mtime_ns {
-            Some("modified after it was found".into())
-        } else {
-            None
-        }
-    }
+    /// Whether `stat` can stand for the content on a later run ([`FileStat::settled`]).
+    pub stat_settled: bool,
 }
 
 /// A path under an input that could not be walked (e.g. an unreadable folder).
@@ -134,7 +111,15 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
             let rel = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if seen.insert(input.canonicalize().unwrap_or(input.clone())) {
                 let stat = Some(FileStat::of(&meta));
-                jobs.push(ImageJob { source: input.clone(), root, out_rel: rel.clone(), rel, sha256: None, stat });
+                jobs.push(ImageJob {
+                    source: input.clone(),
+                    root,
+                    out_rel: rel.clone(),
+                    rel,
+                    sha256: None,
+                    stat,
+                    stat_settled: false,
+                });
             }
             continue;
         }
@@ -168,6 +153,7 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
                 rel,
                 sha256: None,
                 stat: entry.metadata().ok().map(|m| FileStat::of(&m)),
+                stat_settled: false,
             });
         }
         if images == 0 {

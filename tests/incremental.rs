@@ -6,6 +6,7 @@ mod common;
 
 use common::{demo, detect_cmd, detect_ok as detect, scenes};
 use serde_json::Value;
+use std::time::Duration;
 
 #[test]
 fn unchanged_trees_are_not_processed_again_and_changes_are_counted() {
@@ -238,4 +239,98 @@ fn out_of_memory_on_a_batch_retries_with_smaller_batches() {
         let preparing = error["message"].as_str().is_some_and(|m| m.contains("preparing the network inputs"));
         assert_eq!(preparing, batched == "1", "{error}");
     }
+}
+
+/// Names of the files in a folder opened while a watch is on it (inotify `IN_OPEN`).
+struct OpenWatch {
+    fd: i32,
+}
+
+impl OpenWatch {
+    fn on(dir: &std::path::Path) -> OpenWatch {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: plain system calls on a descriptor this struct owns.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(fd >= 0, "inotify_init1");
+        let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_OPEN) };
+        assert!(wd >= 0, "inotify_add_watch {}", dir.display());
+        OpenWatch { fd }
+    }
+
+    /// The files opened since the watch began (the folder's own opens, to list it, left out).
+    fn opened(self) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            // SAFETY: reads into a buffer of the length given.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            let mut at = 0;
+            while at < n as usize {
+                // struct inotify_event: wd, mask, cookie, len, then len bytes of name.
+                let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().expect("len")) as usize;
+                let name = &buf[at + 16..at + 16 + len];
+                let name = String::from_utf8_lossy(name).trim_end_matches('\0').to_string();
+                if !name.is_empty() {
+                    names.insert(name);
+                }
+                at += 16 + len;
+            }
+        }
+        names
+    }
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        // SAFETY: closes the descriptor this struct owns, once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// A nightly rerun costs what changed: an input whose size, mtime, inode and ctime are those
+/// recorded with its result is not even opened; a changed stat leads to reading it, and its
+/// content hash decides; `--rehash` reads everything.
+#[test]
+fn an_unchanged_rerun_opens_no_input_and_a_changed_stat_reads_only_that_file() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 20, 27);
+    let input = t.path().join("photos");
+    let out = t.path().join("out");
+    let first = detect(&input, &out, &[]);
+    // A file changed within a few seconds of the walk could change again unseen in the same
+    // timestamp tick, so its stat is recorded only by a run that sees it settled.
+    std::thread::sleep(Duration::from_secs(3));
+    detect(&input, &out, &[]);
+    let recorded = std::fs::read_to_string(out.join(boxwalk::outputs::hashes::HASHES)).expect("hashes");
+    assert_eq!(recorded.lines().count(), 20, "each input's hash recorded with its stat");
+
+    let watch = OpenWatch::on(&input);
+    let rerun = detect(&input, &out, &[]);
+    assert_eq!(watch.opened(), Default::default(), "an unchanged rerun opens no input");
+    assert_eq!(rerun["counts"]["processed"], 0);
+    assert_eq!(rerun["images"].as_array().map(Vec::len), Some(20));
+    for (a, b) in rerun["images"].as_array().expect("images").iter().zip(first["images"].as_array().expect("images")) {
+        assert_eq!((&a["detections"], &a["input_sha256"]), (&b["detections"], &b["input_sha256"]));
+    }
+
+    // One touched (same content), one rewritten with other content: those two are read, and
+    // only the second is processed again.
+    let touched = input.join("000004.png");
+    let f = std::fs::File::options().append(true).open(&touched).expect("open");
+    f.set_modified(std::time::SystemTime::now()).expect("touch");
+    drop(f);
+    std::fs::copy(input.join("000011.png"), input.join("000012.png")).expect("rewrite");
+    let watch = OpenWatch::on(&input);
+    let next = detect(&input, &out, &[]);
+    let opened: Vec<String> = watch.opened().into_iter().collect();
+    assert_eq!(opened, ["000004.png", "000012.png"].map(String::from));
+    assert_eq!((next["counts"]["processed"].as_u64(), next["counts"]["changed"].as_u64()), (Some(1), Some(1)));
+
+    let watch = OpenWatch::on(&input);
+    let rehashed = detect(&input, &out, &["--rehash"]);
+    assert_eq!(watch.opened().len(), 20, "--rehash reads every input");
+    assert_eq!(rehashed["counts"]["processed"], 0);
 }

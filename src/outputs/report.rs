@@ -137,6 +137,10 @@ pub struct Timing {
     pub box_decode_s: f64,
     pub annotate_s: f64,
     pub write_s: f64,
+    /// Bytes the process read (`rchar` of `/proc/self/io`: inputs, weights, the previous report
+    /// and journal): what a rerun costs the disk.
+    #[serde(default)]
+    pub read_bytes: u64,
     /// Syncing the written outputs and the journal to disk, batch by batch, on a thread of its
     /// own (the time the data took to reach the disk, not CPU).
     #[serde(default)]
@@ -178,6 +182,7 @@ impl Timing {
             annotate_s: a.annotate_s + t.annotate_s,
             write_s: a.write_s + t.write_s,
             sync_s: a.sync_s + t.sync_s,
+            read_bytes: a.read_bytes + t.read_bytes,
             wait_for_input_s: a.wait_for_input_s + t.wait_for_input_s,
             wait_for_output_s: a.wait_for_output_s + t.wait_for_output_s,
         })

@@ -242,6 +242,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
             annotate_s: secs(&times.annotate),
             write_s: secs(&times.write),
             sync_s: secs(&times.sync),
+            read_bytes: sys::process_read_bytes().unwrap_or_default(),
             wait_for_input_s: secs(&times.wait_for_input),
             wait_for_output_s: secs(&times.wait_for_output),
             first_batch_s: secs(&times.first_batch),

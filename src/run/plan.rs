@@ -7,14 +7,20 @@ use crate::config::Config;
 use crate::discover::{ImageJob, Skipped};
 use crate::error::FileError;
 use crate::models::card::ModelCard;
-use crate::outputs::journal;
 use crate::outputs::report::{self, Counts, ImageEntry, ModelInfo};
 use crate::outputs::sheet;
+use crate::outputs::{hashes, journal};
 use crate::sys::sha256_file;
 use crate::weights::Role;
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How long before the walk a file must have last changed for its stat to be recorded
+/// ([`FileStat::settled`](crate::sys::FileStat::settled)): above the coarsest timestamps in use
+/// (FAT's 2 s).
+const STAT_SETTLE: Duration = Duration::from_secs(3);
 
 /// A run's plan.
 pub struct Plan {
@@ -79,8 +85,32 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, unseen: Unseen, pool: &rayon::Thr
             check_prune(cfg, &unseen, gone, previous.len())?;
         }
     }
-    let hashed: Vec<ImageJob> =
-        pool.install(|| jobs.into_par_iter().map(|j| ImageJob { sha256: sha256_file(&j.source).ok(), ..j }).collect());
+    // An input whose stat is the one recorded with its hash is not read: the recorded hash stands
+    // for it. Only the others are read and hashed.
+    let known = if cfg.rehash { HashMap::new() } else { hashes::read(&cfg.out) };
+    let walked = SystemTime::now();
+    let hashed: Vec<ImageJob> = pool.install(|| {
+        jobs.into_par_iter()
+            .map(|j| {
+                let sha256 = match known.get(&key(&j)) {
+                    Some(k) if j.stat == Some(k.stat) => Some(k.sha256.clone()),
+                    _ => sha256_file(&j.source).ok(),
+                };
+                let stat_settled = j.stat.is_some_and(|s| s.settled(walked, STAT_SETTLE));
+                ImageJob { sha256, stat_settled, ..j }
+            })
+            .collect()
+    });
+    let now_known: Vec<hashes::Known> = hashed
+        .iter()
+        .filter(|j| j.stat_settled)
+        .filter_map(|j| {
+            let (root, path) = key(j);
+            Some(hashes::Known { root, path, stat: j.stat?, sha256: j.sha256.clone()? })
+        })
+        .collect();
+    // A cache: should it not be written, the next run reads the inputs again, nothing worse.
+    let _ = hashes::write(&cfg.out, now_known.iter());
     let mut counts = Counts { skipped: unseen.unreadable.len(), ..Counts::default() };
     let (mut carried, mut todo) = (Vec::new(), Vec::new());
     for job in hashed {
@@ -93,6 +123,7 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, unseen: Unseen, pool: &rayon::Thr
             Some(_) => counts.changed += 1,
         }
         match prev.filter(|p| !cfg.force && same_content && p.same_key && reusable(&p.entry, cfg)) {
+            // The stat of now: a touched but unchanged file is carried by its stat next time.
             Some(p) => carried.push(ImageEntry { not_seen: false, ..p.entry }),
             None => todo.push(job),
         }

@@ -4,11 +4,11 @@
 use super::times::{timed, StageTimes};
 use crate::config::Config;
 use crate::decode;
-use crate::discover::{FileStat, ImageJob};
+use crate::discover::ImageJob;
 use crate::engine::infer::catch_libtorch;
 use crate::error::ImageError;
 use crate::preprocess;
-use crate::sys::hooks;
+use crate::sys::{hooks, FileStat};
 use image::{ImageFormat, RgbImage};
 use rayon::prelude::*;
 use tch::{Device, Tensor};
