@@ -12,7 +12,9 @@ const EXIT_CODES: &str = "Exit codes:
      disk, a lost mount; a refused --prune). What was journaled is kept: rerun to continue
   3  finished, but some images failed (see `error` entries in report.json)
   4  no input images found
-  130  stopped by Ctrl-C (the report holds what was done; rerun to continue)";
+  129, 130, 143  stopped by SIGHUP, Ctrl-C (SIGINT) or SIGTERM after the batch in flight (the
+     report holds what was done; rerun to continue); a second signal exits at once
+--fail-on fatal makes 3 and 4 exit 0, --fail-on none also 2";
 
 /// `--max-prune`: how much `--prune` may remove.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -366,6 +368,11 @@ pub struct DetectArgs {
     #[arg(long)]
     pub json_progress: bool,
 
+    /// Which outcomes exit non-zero: `images` (failed images 3, no images 4, fatal 2), `fatal`
+    /// (only fatal errors: an array task with a few bad files succeeds), `none`.
+    #[arg(long, value_enum, default_value_t = crate::exit::FailOn::Images)]
+    pub fail_on: crate::exit::FailOn,
+
     /// Report every file under the inputs, not only image-named ones (non-images become errors).
     #[arg(long)]
     pub strict: bool,
@@ -373,6 +380,10 @@ pub struct DetectArgs {
     /// Process every image again, even those unchanged since the last run in OUT.
     #[arg(long)]
     pub force: bool,
+
+    /// When another run is writing OUT, wait for it to end instead of exiting (code 2).
+    #[arg(long)]
+    pub wait: bool,
 
     /// Read and hash every input, even those whose size, mtime, inode and ctime are unchanged
     /// since the last run (for file systems whose timestamps cannot be trusted).
@@ -433,6 +444,9 @@ pub struct MergeArgs {
     /// Merged output folder.
     #[arg(short, long)]
     pub out: PathBuf,
+    /// Which outcomes exit non-zero: `images` (shards with failed images give 3), `fatal`, `none`.
+    #[arg(long, value_enum, default_value_t = crate::exit::FailOn::Images)]
+    pub fail_on: crate::exit::FailOn,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,9 @@
 //! Faults a nightly run meets, each made for real where the machine allows: a full disk (a small
 //! tmpfs as OUT), OUT moved, removed or made unwritable mid-run, a failing disk or a quota (an
 //! injected OS error), an input folder that is empty or unreadable (a failed mount), a file still
-//! being copied, SIGKILL and Ctrl-C. Each asserts that nothing journaled is lost, that no output
-//! is half-written, and that the rerun ends with the report of an uninterrupted run.
+//! being copied, SIGKILL, Ctrl-C, SIGTERM and SIGHUP, a second run on the same OUT. Each asserts
+//! that nothing journaled is lost, that no output is half-written, and that the rerun ends with
+//! the report of an uninterrupted run. Also the exit codes a scheduler sees (`--fail-on`).
 //!
 //! The suite runs as root: mounting fails loudly otherwise. Permission checks are made real by
 //! running boxwalk without the capabilities that let root ignore them.
@@ -377,24 +378,107 @@ fn a_run_killed_at_any_point_resumes_to_the_same_report() {
     }
 }
 
+/// Ctrl-C, and SIGTERM and SIGHUP as Slurm, Kubernetes and systemd send them: the run stops
+/// after the batch in flight, well inside the schedulers' 30 s grace, writes the report and ends
+/// with 128 + the signal; the rerun completes. A second signal exits at once.
 #[test]
-fn ctrl_c_stops_after_the_batch_writes_the_report_and_a_rerun_completes() {
+fn a_signal_stops_after_the_batch_writes_the_report_and_a_rerun_completes() {
     let t = tempfile::tempdir().expect("tempdir");
     let (input, clean) = scenes_and_clean_run(t.path(), 200, 24);
-
-    let out = t.path().join("interrupted");
+    let kill = |child: &std::process::Child, signal: &str| {
+        let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
+        assert!(status.expect("kill").success(), "kill -{signal}");
+    };
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let out = t.path().join(format!("stopped-{signal}"));
+        let child = started_part_way(detect_cmd(&input, &out, &[]), &out, 80);
+        let sent = std::time::Instant::now();
+        kill(&child, signal);
+        let o = child.wait_with_output().expect("wait");
+        let took = sent.elapsed();
+        assert_eq!(o.status.code(), Some(code), "SIG{signal}: {}", stderr(&o));
+        assert!(took.as_secs_f64() < 10.0, "SIG{signal}: stopped {took:?} after the signal");
+        eprintln!("SIG{signal}: stopped {took:?} after the signal");
+        let partial = common::read_report(&out);
+        assert_eq!(partial["interrupted"], true);
+        let n = partial["images"].as_array().expect("images").len();
+        assert!(n > 0 && n < 200, "stopped part-way: {n}");
+        assert_nothing_torn(&out);
+        let resumed = detect_ok(&input, &out, &[]);
+        assert_eq!(resumed["interrupted"], false);
+        assert_eq!(resumed["counts"]["processed"].as_u64(), Some(200 - n as u64));
+        assert_eq!(resumed["images"], clean["images"], "SIG{signal}: the rerun differs from an uninterrupted run");
+    }
+    let out = t.path().join("twice");
     let child = started_part_way(detect_cmd(&input, &out, &[]), &out, 80);
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
-    assert!(status.success());
+    kill(&child, "TERM");
+    kill(&child, "TERM");
     let o = child.wait_with_output().expect("wait");
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    let partial = common::read_report(&out);
-    assert_eq!(partial["interrupted"], true);
-    let n = partial["images"].as_array().expect("images").len();
-    assert!(n > 0 && n < 200, "stopped part-way: {n}");
-    assert_nothing_torn(&out);
-    let resumed = detect_ok(&input, &out, &[]);
-    assert_eq!(resumed["interrupted"], false);
-    assert_eq!(resumed["counts"]["processed"].as_u64(), Some(200 - n as u64));
-    assert_eq!(resumed["images"], clean["images"]);
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(!out.join("report.json").exists(), "the second signal quits before the report");
+    assert_rerun_completes(&input, &out, &clean);
+}
+
+/// A cron run that overran and a manual run beside it: the second exits at once naming the
+/// first, which goes on undisturbed; with --wait it waits, then carries everything over.
+#[test]
+fn a_second_run_on_the_same_out_names_the_first_or_waits_for_it() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (input, clean) = scenes_and_clean_run(t.path(), 200, 48);
+    let out = t.path().join("out");
+    let first = started_part_way(detect_cmd(&input, &out, &[]), &out, 40);
+    let o = detect_cmd(&input, &out, &[]).output().expect("second run");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("another boxwalk run") && err.contains(&format!("pid {}", first.id())), "{err}");
+    let mut waiting = detect_cmd(&input, &out, &["--wait"]);
+    let waiting = waiting.stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let o = first.wait_with_output().expect("first");
+    assert_eq!(o.status.code(), Some(0), "the first run is not disturbed: {}", stderr(&o));
+    assert_eq!(common::read_report(&out)["images"], clean["images"]);
+    let o = waiting.wait_with_output().expect("waiting run");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("waiting for the other run"), "{}", stderr(&o));
+    let r = common::read_report(&out);
+    assert_eq!(r["counts"]["processed"], 0, "the waiting run found everything done");
+    assert_eq!(r["images"], clean["images"]);
+}
+
+/// An array task with a bad file counts as done under --fail-on fatal, and so does a merge of
+/// shards with failed images; --fail-on none lets even a fatal error exit 0.
+#[test]
+fn fail_on_sets_which_outcomes_exit_non_zero() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 12, 49);
+    let input = t.path().join("photos");
+    std::fs::write(input.join("broken.jpg"), b"not a jpeg at all").expect("write");
+    let code = |c: &mut Command| c.output().expect("run").status.code();
+    let out = |k: &str| t.path().join(k);
+    assert_eq!(code(&mut detect_cmd(&input, &out("a"), &[])), Some(3));
+    assert_eq!(code(&mut detect_cmd(&input, &out("b"), &["--fail-on", "images"])), Some(3));
+    assert_eq!(code(&mut detect_cmd(&input, &out("c"), &["--fail-on", "fatal"])), Some(0));
+    // A fatal error: OUT is a file.
+    let not_a_folder = out("file");
+    std::fs::write(&not_a_folder, b"x").expect("write");
+    assert_eq!(code(&mut detect_cmd(&input, &not_a_folder, &["--fail-on", "fatal"])), Some(2));
+    let o = detect_cmd(&input, &not_a_folder, &["--fail-on", "none"]).output().expect("run");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("cannot create output folder"), "the error is still printed: {}", stderr(&o));
+
+    let shards: Vec<PathBuf> = (0..2).map(|k| out(&format!("shard{k}"))).collect();
+    for (k, dir) in shards.iter().enumerate() {
+        let shard = format!("{k}/2");
+        detect_cmd(&input, dir, &["--shard", &shard, "--fail-on", "fatal"]).output().expect("shard");
+    }
+    let merge = |extra: &[&str]| {
+        let mut c = common::boxwalk();
+        c.arg("merge").args(&shards).arg("--out").arg(out("merged")).args(extra);
+        c.output().expect("merge")
+    };
+    let o = merge(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("broken.jpg"), "merge names the failed images: {}", stderr(&o));
+    assert_eq!(merge(&["--fail-on", "fatal"]).status.code(), Some(0));
+    let merged = common::read_report(&out("merged"));
+    assert_eq!((merged["counts"]["images"].as_u64(), merged["counts"]["failed"].as_u64()), (Some(13), Some(1)));
 }

@@ -1,4 +1,5 @@
-//! `boxwalk detect`: the run, its progress and Ctrl-C handling, and its summary line.
+//! `boxwalk detect`: the run, its progress, its stop on a signal (Ctrl-C, SIGTERM, SIGHUP), its
+//! summary line and exit code.
 
 use super::Error;
 use crate::cli::DetectArgs;
@@ -7,8 +8,41 @@ use crate::exit::Exit;
 use crate::progress::{self, Progress};
 use crate::run;
 use crate::weights::{demo_dir, model_store, Role};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 
 pub fn detect(args: DetectArgs) -> Result<Exit, Error> {
+    let fail_on = args.fail_on;
+    super::under_policy(fail_on, detect_under(args))
+}
+
+/// Stops the run on SIGINT, SIGTERM or SIGHUP: the first lets the batch in flight finish (or
+/// drops what is queued behind it), writes the report and ends with 128 + the signal; a second
+/// exits at once (the journal still lets the next run continue). Returns the first signal caught,
+/// 0 while there is none.
+fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<Arc<AtomicI32>, std::io::Error> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let caught = Arc::new(AtomicI32::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let first = caught.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(Exit::stopped_by(signal) as i32);
+            }
+            first.store(signal, Ordering::SeqCst);
+            let name = match signal {
+                SIGINT => "Ctrl-C",
+                SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            eprintln!("\nboxwalk: {name}: stopping after the batch in flight (a second signal quits at once)");
+        }
+    });
+    Ok(caught)
+}
+
+fn detect_under(args: DetectArgs) -> Result<Exit, Error> {
     let bench_forward = args.bench_forward;
     let cfg = Config::from_args(args)?;
     if bench_forward {
@@ -29,15 +63,7 @@ pub fn detect(args: DetectArgs) -> Result<Exit, Error> {
         );
     }
     let progress = Progress::new(progress::Style::pick(cfg.quiet, cfg.json_progress));
-    // First Ctrl-C: finish the batch in flight, write the report, exit 130. Second: exit now
-    // (the journal still lets the next run continue).
-    let stop = progress.stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(Exit::Interrupted as i32);
-        }
-        eprintln!("\nboxwalk: stopping after the current batch (Ctrl-C again to quit at once)");
-    });
+    let caught = stop_on_signals(progress.stop.clone()).map_err(Error::Signals)?;
     let result = run::run(&cfg, &progress);
     progress.finish();
     let s = result?;
@@ -69,7 +95,7 @@ pub fn detect(args: DetectArgs) -> Result<Exit, Error> {
     }
     Ok(if s.report.interrupted {
         eprintln!("boxwalk: interrupted; rerun the same command to continue");
-        Exit::Interrupted
+        Exit::stopped_by(caught.load(Ordering::SeqCst))
     } else if c.images == 0 {
         eprintln!("boxwalk: no images found in the inputs");
         Exit::NoInputs

@@ -54,6 +54,8 @@ pub enum Error {
     Torch { path: std::path::PathBuf, source: tch::TchError },
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("cannot catch signals: {0}")]
+    Signals(std::io::Error),
     /// Several independent failures (one per model of `models fetch`).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\nboxwalk: "))]
     Several(Vec<Error>),
@@ -66,6 +68,20 @@ impl Error {
             Error::Usage(_) | Error::Run(FatalError::Usage(_)) | Error::Load(LoadError::UnknownClass(_)) => Exit::Usage,
             _ => Exit::Fatal,
         }
+    }
+}
+
+/// `result` under `--fail-on policy`: its exit code mapped, and an error the policy lets pass
+/// printed, not returned.
+fn under_policy(policy: crate::exit::FailOn, result: Result<Exit, Error>) -> Result<Exit, Error> {
+    match result {
+        Ok(exit) => Ok(policy.apply(exit)),
+        Err(e) if policy.apply(e.exit()) == Exit::Ok => {
+            eprintln!("boxwalk: {e}");
+            eprintln!("boxwalk: --fail-on none: exiting 0");
+            Ok(Exit::Ok)
+        }
+        Err(e) => Err(e),
     }
 }
 

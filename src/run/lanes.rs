@@ -168,6 +168,9 @@ pub struct LaneContext<'a> {
     pub models: &'a Models,
     pub times: &'a StageTimes,
     pub lanes: &'a Lanes,
+    /// Asked before each batch whether the run is stopping: batches queued behind the one in
+    /// flight are then dropped, left for the next run, so that a stop takes a batch, not a queue.
+    pub observer: &'a dyn super::Observer,
 }
 
 /// One inference lane: runs the models on each prepared batch it takes and hands the results
@@ -182,7 +185,7 @@ pub fn infer_lane(
     done: crossbeam_channel::Sender<InferredBatch>,
     ctx: LaneContext,
 ) {
-    let LaneContext { cfg, settings, models, times, lanes } = ctx;
+    let LaneContext { cfg, settings, models, times, lanes, observer } = ctx;
     let mut trim = Trim::default();
     // Lane 0 tunes the thread count; only it reads the CPU time (a system call per batch).
     let tunes = lane == 0 && lanes.threads.is_some();
@@ -214,6 +217,9 @@ pub fn infer_lane(
             }
         };
         let Some(batch) = batch else { break };
+        if observer.should_stop() {
+            continue;
+        }
         let mut waited = t_wait.elapsed();
         add(&times.wait_for_input, waited);
         lanes.used.fetch_or(1 << lane, Ordering::Relaxed);

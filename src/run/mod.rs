@@ -25,6 +25,7 @@ use crate::models::Placement;
 use crate::models::WeightsError;
 use crate::outputs::files::{self, FolderId};
 use crate::outputs::journal::Journal;
+use crate::outputs::lock;
 use crate::outputs::report::{self, ImageEntry, Report, SkippedEntry, Timing};
 use crate::outputs::{export, sheet};
 use crate::sys::{self, memory, threads};
@@ -62,6 +63,8 @@ pub enum FatalError {
         "{out}: {cause}; the run stopped, and what it recorded before is kept: rerun to continue once this is fixed"
     )]
     Environment { out: PathBuf, cause: String },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("--prune refused: {reason}. Nothing was removed or processed")]
     PruneRefused { reason: String },
 }
@@ -151,6 +154,10 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
     let t0 = Instant::now();
     let out_err = |reason: String| FatalError::Output { path: cfg.out.clone(), reason };
     std::fs::create_dir_all(&cfg.out).map_err(|e| out_err(format!("cannot create output folder: {e}")))?;
+    // Before anything in OUT is touched: another run's temporary files are not stale.
+    let _lock = lock::lock(&cfg.out, cfg.wait, |holder| {
+        eprintln!("boxwalk: {}: waiting for the other run writing it ({holder})", cfg.out.display())
+    })?;
     let out_id = FolderId::of(&cfg.out).map_err(|e| out_err(format!("cannot read output folder: {e}")))?;
     let discover::Discovered { mut jobs, skipped, empty_roots } =
         discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?;
@@ -206,7 +213,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
         };
         observer.started(todo.len(), carried.len());
         let lanes = Lanes::for_run(cfg, t0);
-        let ctx = LaneContext { cfg, settings: &settings, models: &models, times, lanes: &lanes };
+        let ctx = LaneContext { cfg, settings: &settings, models: &models, times, lanes: &lanes, observer };
         let entries = infer_and_write(prep_rx, ctx, &mut journal, &out_id, observer, pool)?;
         Ok::<_, FatalError>((entries, journal, load_models_s, lanes.used()))
     })?;
