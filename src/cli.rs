@@ -339,6 +339,12 @@ pub struct DetectArgs {
     #[arg(long)]
     pub bench_forward: bool,
 
+    /// Show what a run would do, per folder: images to process, carried over, or rejected (too
+    /// large, not an image), after shards and the incremental plan. Loads no model and writes
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Output format for every annotated copy (jpeg, png, webp, bmp, tiff, gif); default: the
     /// input's own format.
     #[arg(long)]

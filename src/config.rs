@@ -44,6 +44,8 @@ pub struct Config {
     pub force: bool,
     pub rehash: bool,
     pub wait: bool,
+    /// `--dry-run`: plan only; write nothing.
+    pub dry_run: bool,
     pub prune: bool,
     pub max_prune: crate::cli::MaxPrune,
     pub allow_empty_input: bool,
@@ -168,6 +170,7 @@ impl Config {
             force: a.force,
             rehash: a.rehash,
             wait: a.wait,
+            dry_run: a.dry_run,
             prune: a.prune,
             max_prune: a.max_prune,
             allow_empty_input: a.allow_empty_input,

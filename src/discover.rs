@@ -50,6 +50,8 @@ pub struct Discovered {
     pub skipped: Vec<Skipped>,
     /// Folder inputs in which no image was found (as an unmounted mount point looks).
     pub empty_roots: Vec<PathBuf>,
+    /// Files in the folders left out for their extension (without `strict`).
+    pub not_images: Vec<PathBuf>,
 }
 
 /// A problem with an input as given on the command line.
@@ -104,6 +106,7 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
     let mut skipped = Vec::new();
     let mut seen = HashSet::new();
     let mut empty_roots = Vec::new();
+    let mut not_images = Vec::new();
     for (input, prefix) in inputs.iter().zip(prefixes(inputs)) {
         let meta = std::fs::metadata(input).map_err(|source| DiscoverError::Missing { path: input.clone(), source })?;
         if meta.is_file() {
@@ -137,7 +140,11 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
                     continue;
                 }
             };
-            if !entry.file_type().is_file() || !(strict || is_image_name(entry.path())) {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            if !(strict || is_image_name(entry.path())) {
+                not_images.push(entry.into_path());
                 continue;
             }
             images += 1;
@@ -161,7 +168,7 @@ pub fn discover(inputs: &[PathBuf], out_dir: &Path, strict: bool) -> Result<Disc
         }
     }
     dedupe_outputs(&mut jobs);
-    Ok(Discovered { jobs, skipped, empty_roots })
+    Ok(Discovered { jobs, skipped, empty_roots, not_images })
 }
 
 /// Gives every job a distinct `out_rel` (case-insensitively, for case-folding file systems).
@@ -199,7 +206,7 @@ mod tests {
             touch(&root.join(f));
         }
         let out = root.join("out");
-        let Discovered { jobs, skipped, empty_roots } =
+        let Discovered { jobs, skipped, empty_roots, .. } =
             discover(std::slice::from_ref(&root), &out, false).expect("discover");
         let rels: Vec<_> = jobs.iter().map(|j| j.out_rel.as_str()).collect();
         assert_eq!(rels, vec!["a/img1.jpg", "a/z.PNG", "b/img1.jpg", "c.webp"]);

@@ -334,3 +334,78 @@ fn an_unchanged_rerun_opens_no_input_and_a_changed_stat_reads_only_that_file() {
     assert_eq!(watch.opened().len(), 20, "--rehash reads every input");
     assert_eq!(rehashed["counts"]["processed"], 0);
 }
+
+/// `--dry-run` says per folder what a run would process, carry over or reject, after the shard
+/// and the incremental plan, and touches nothing: OUT stays as it was, and no model is loaded
+/// (weights that cannot load do not stop it).
+#[test]
+fn a_dry_run_prints_the_plan_per_folder_and_changes_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    scenes(t.path(), 12, 28);
+    let input = t.path().join("photos");
+    std::fs::create_dir(input.join("sub")).expect("mkdir");
+    for k in 0..4 {
+        let name = format!("{k:06}.png");
+        std::fs::rename(input.join(&name), input.join("sub").join(&name)).expect("move");
+    }
+    let out = t.path().join("out");
+    detect(&input, &out, &[]);
+    std::fs::copy(input.join("000005.png"), input.join("new.png")).expect("add");
+    std::fs::write(input.join("sub/notes.txt"), b"not an image").expect("write");
+    std::fs::write(input.join("sub/huge.png"), vec![0u8; 300_000]).expect("write");
+    let listing = |dir: &std::path::Path| -> Vec<(String, u64)> {
+        let mut v: Vec<_> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|e| (e.path().display().to_string(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&out);
+    let o = detect_cmd(&input, &out, &["--dry-run", "--max-file-size", "200000"]).output().expect("dry run");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = |folder: &std::path::Path| {
+        let want = format!("  {}: ", folder.display());
+        text.lines()
+            .find(|l| l.starts_with(&want))
+            .unwrap_or_else(|| panic!("no line for {want:?} in {text}"))
+            .to_string()
+    };
+    assert_eq!(line(&input), format!("  {}: 1 to process, 8 carried over", input.display()));
+    assert_eq!(
+        line(&input.join("sub")),
+        format!(
+            "  {}: 0 to process, 4 carried over, rejected: 1 over --max-file-size, 1 not images",
+            input.join("sub").display()
+        )
+    );
+    assert!(
+        text.contains("would process 1, carry over 12, reject 2 (2 new, 0 changed, 12 unchanged, 0 removed)"),
+        "{text}"
+    );
+    assert_eq!(listing(&out), before, "a dry run writes nothing");
+
+    let mut shard = detect_cmd(&input, &out, &["--dry-run", "--shard", "1/2"]);
+    let text = String::from_utf8_lossy(&shard.output().expect("dry run").stdout).into_owned();
+    let total: usize = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("boxwalk: would process "))
+        .filter_map(|l| l.split(',').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(total <= 1, "a shard plans its share only: {text}");
+
+    let garbage = t.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not weights").expect("write");
+    let o = common::boxwalk()
+        .args(["detect", "--dry-run", "--device", "cpu", "--no-classify", "--out"])
+        .arg(&out)
+        .arg(&input)
+        .arg("--detector-weights")
+        .arg(&garbage)
+        .output()
+        .expect("dry run");
+    assert_eq!(o.status.code(), Some(0), "no model is loaded: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(listing(&out), before);
+}

@@ -45,6 +45,9 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<Arc<AtomicI32>, std::io::Err
 fn detect_under(args: DetectArgs) -> Result<Exit, Error> {
     let bench_forward = args.bench_forward;
     let cfg = Config::from_args(args)?;
+    if cfg.dry_run {
+        return dry_run(&cfg);
+    }
     if bench_forward {
         let floor = run::floor::forward_floor(&cfg)?;
         println!("{}", serde_json::to_string(&floor)?);
@@ -102,4 +105,38 @@ fn detect_under(args: DetectArgs) -> Result<Exit, Error> {
     } else {
         Exit::finished(c.failed)
     })
+}
+
+/// Prints the plan of a run, per folder, and what it adds up to.
+fn dry_run(cfg: &Config) -> Result<Exit, Error> {
+    let plan = run::dry::dry_run(cfg)?;
+    println!("boxwalk: dry run into {} (no model loaded, nothing written):", cfg.out.display());
+    for (folder, f) in &plan.folders {
+        let mut rejected = Vec::new();
+        if f.too_large > 0 {
+            rejected.push(format!("{} over --max-file-size", f.too_large));
+        }
+        if f.not_images > 0 {
+            rejected.push(format!("{} not images", f.not_images));
+        }
+        let rejected = if rejected.is_empty() { String::new() } else { format!(", rejected: {}", rejected.join(", ")) };
+        println!("  {}: {} to process, {} carried over{rejected}", folder.display(), f.process, f.carry);
+    }
+    for s in &plan.skipped {
+        println!("  {}: cannot be read: {}", s.path.display(), s.reason);
+    }
+    let c = &plan.counts;
+    let sum = |f: fn(&run::dry::Folder) -> usize| plan.folders.values().map(f).sum::<usize>();
+    println!(
+        "boxwalk: would process {}, carry over {}, reject {} ({} new, {} changed, {} unchanged, {} removed{})",
+        sum(|f| f.process),
+        sum(|f| f.carry),
+        sum(|f| f.too_large + f.not_images),
+        c.new,
+        c.changed,
+        c.unchanged,
+        c.removed,
+        if cfg.prune { format!(", {} copies pruned", c.removed) } else { String::new() }
+    );
+    Ok(Exit::Ok)
 }

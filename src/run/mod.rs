@@ -6,8 +6,10 @@
 //!
 //! Channels hold at most two batches each, so memory stays bounded however many images there
 //! are. A failed image becomes an error entry and the run goes on; results are sorted by path, so
-//! the report does not depend on thread timing. `detect --bench-forward` is [`floor`].
+//! the report does not depend on thread timing. `detect --bench-forward` is [`floor`], and
+//! `detect --dry-run` is [`dry`].
 
+pub mod dry;
 pub mod floor;
 mod lanes;
 mod plan;
@@ -159,7 +161,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
         eprintln!("boxwalk: {}: waiting for the other run writing it ({holder})", cfg.out.display())
     })?;
     let out_id = FolderId::of(&cfg.out).map_err(|e| out_err(format!("cannot read output folder: {e}")))?;
-    let discover::Discovered { mut jobs, skipped, empty_roots } =
+    let discover::Discovered { mut jobs, skipped, empty_roots, .. } =
         discover::discover(&cfg.inputs, &cfg.out, cfg.strict)?;
     if let Some(shard) = cfg.shard {
         jobs.retain(|j| shard.owns(&j.out_rel));

@@ -110,7 +110,9 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, unseen: Unseen, pool: &rayon::Thr
         })
         .collect();
     // A cache: should it not be written, the next run reads the inputs again, nothing worse.
-    let _ = hashes::write(&cfg.out, now_known.iter());
+    if !cfg.dry_run {
+        let _ = hashes::write(&cfg.out, now_known.iter());
+    }
     let mut counts = Counts { skipped: unseen.unreadable.len(), ..Counts::default() };
     let (mut carried, mut todo) = (Vec::new(), Vec::new());
     for job in hashed {
@@ -141,7 +143,7 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, unseen: Unseen, pool: &rayon::Thr
     counts.not_seen = kept.len();
     carried.extend(kept.into_iter().map(|e| ImageEntry { not_seen: true, ..e }));
     counts.removed = gone.len();
-    if cfg.prune {
+    if cfg.prune && !cfg.dry_run {
         prune(cfg, gone.iter().filter_map(|e| e.output.as_deref()));
     }
     counts.processed = todo.len();
