@@ -497,6 +497,12 @@ pub struct ServeArgs {
     /// Port (0 picks a free one; the address is printed on stdout).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+
+    /// Another name this server may be reached by (repeatable). Requests whose `Host` is neither
+    /// the bound address, `localhost`, nor one of these are refused (DNS rebinding), as are
+    /// requests from pages of another origin.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
     /// Largest accepted upload, bytes.
     #[arg(long, default_value_t = 32 << 20)]
     pub max_upload: u64,

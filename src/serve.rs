@@ -3,6 +3,9 @@
 //!
 //! - Loopback by default; one page and two API routes, all compiled in: no path from a request
 //!   ever reaches the file system.
+//! - Safe on loopback: a request whose `Host` is not the bound address, `localhost` or a name
+//!   given with `--allow-host` is refused (DNS rebinding), as is one whose `Origin` is another
+//!   site (a drive-by POST from a page elsewhere), with 403.
 //! - Uploads are capped (`--max-upload`), decoded by content (anything but an image is refused
 //!   with 415) and held to the same pixel limit as `detect`.
 //! - The models are loaded once and owned by one inference thread; HTTP workers decode and
@@ -35,6 +38,8 @@ const MAX_BATCH: usize = 16;
 pub struct ServeOptions {
     pub host: String,
     pub port: u16,
+    /// Names besides the bound address and `localhost` that requests may give as `Host`.
+    pub allow_hosts: Vec<String>,
     pub max_upload: u64,
     pub limits: Limits,
     pub device: Device,
@@ -188,7 +193,49 @@ fn detect(mut req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
     }
 }
 
-fn handle(req: Request, opts: &ServeOptions, jobs: &Sender<Job>) {
+/// The `host:port` forms a request may name this server by.
+struct Allowed {
+    hosts: Vec<String>,
+}
+
+impl Allowed {
+    fn new(addr: std::net::SocketAddr, opts: &ServeOptions) -> Allowed {
+        let port = addr.port();
+        let ip = match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let names = ["localhost".to_string(), "127.0.0.1".into(), "[::1]".into(), ip, opts.host.clone()];
+        let mut hosts: Vec<String> = names.iter().chain(&opts.allow_hosts).map(|n| format!("{n}:{port}")).collect();
+        if port == 80 {
+            hosts.extend(names.iter().chain(&opts.allow_hosts).cloned());
+        }
+        hosts.iter_mut().for_each(|h| h.make_ascii_lowercase());
+        Allowed { hosts }
+    }
+
+    /// Why `req` is refused, if it is: a `Host` this server is not, or an `Origin` of another site.
+    fn refusal(&self, req: &Request) -> Option<&'static str> {
+        let value = |name: &'static str| {
+            req.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_ascii_lowercase())
+        };
+        match value("Host") {
+            Some(host) if self.hosts.contains(&host) => {}
+            _ => return Some("the Host header names another server"),
+        }
+        match value("Origin") {
+            Some(origin) if !origin.strip_prefix("http://").is_some_and(|o| self.hosts.iter().any(|h| h == o)) => {
+                Some("requests from pages of another origin are refused")
+            }
+            _ => None,
+        }
+    }
+}
+
+fn handle(req: Request, opts: &ServeOptions, allowed: &Allowed, jobs: &Sender<Job>) {
+    if let Some(why) = allowed.refusal(&req) {
+        return json_error(req, 403, why);
+    }
     let path = req.url().split('?').next().unwrap_or("").to_string();
     match (req.method(), path.as_str()) {
         (Method::Get, "/") | (Method::Get, "/index.html") => {
@@ -219,13 +266,14 @@ pub fn serve(opts: ServeOptions, models: Models) -> Result<(), ServeError> {
     let device = opts.device;
     let inference = std::thread::spawn(move || inference_loop(models, device, rx));
     let server = Arc::new(server);
+    let allowed = Arc::new(Allowed::new(addr, &opts));
     let opts = Arc::new(opts);
     let workers: Vec<_> = (0..opts.workers.max(1))
         .map(|_| {
-            let (server, opts, tx) = (server.clone(), opts.clone(), tx.clone());
+            let (server, opts, allowed, tx) = (server.clone(), opts.clone(), allowed.clone(), tx.clone());
             std::thread::spawn(move || {
                 while let Ok(req) = server.recv() {
-                    handle(req, &opts, &tx);
+                    handle(req, &opts, &allowed, &tx);
                 }
             })
         })

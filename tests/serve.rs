@@ -105,3 +105,45 @@ fn concurrent_uploads_are_queued_to_one_inference_thread_and_agree() {
         common::assert_json_close(&a["detections"], &answers[0].1["detections"], 1e-4, "detections");
     }
 }
+
+/// The status code of a raw HTTP/1.1 request with the headers given (a browser's `Host` and
+/// `Origin` cannot be forged through an HTTP client library, but an attacker's page sends them).
+fn status_of(url: &str, request_line: &str, headers: &[(&str, String)], body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let mut req = format!("{request_line} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).and_then(|()| s.write_all(body)).expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+/// DNS rebinding (a name the attacker controls, resolving to 127.0.0.1) and drive-by POSTs from
+/// other sites are refused; the page's own requests and plain clients are not.
+#[test]
+fn requests_naming_another_host_or_from_another_origin_are_refused() {
+    let s = common::Served::start(&["--allow-host", "boxwalk.lan"]);
+    let port = s.url.trim_end_matches('/').rsplit(':').next().expect("port").to_string();
+    let host = |h: &str| ("Host", format!("{h}:{port}"));
+    for ok in ["127.0.0.1", "localhost", "LOCALHOST", "boxwalk.lan"] {
+        assert_eq!(status_of(&s.url, "GET /", &[host(ok)], b""), 200, "Host {ok}");
+    }
+    assert_eq!(status_of(&s.url, "GET /", &[host("evil.example")], b""), 403, "DNS rebinding");
+    assert_eq!(status_of(&s.url, "GET /api/info", &[("Host", "localhost".into())], b""), 403, "wrong port");
+    assert_eq!(status_of(&s.url, "GET /", &[], b""), 403, "no Host at all");
+    let image = sample();
+    let post = |origin: Option<String>| {
+        let mut headers = vec![host("127.0.0.1")];
+        headers.extend(origin.map(|o| ("Origin", o)));
+        status_of(&s.url, "POST /api/detect", &headers, &image)
+    };
+    assert_eq!(post(Some("http://evil.example".into())), 403, "a drive-by POST from another site");
+    assert_eq!(post(Some("null".into())), 403, "a sandboxed or file:// page");
+    assert_eq!(post(Some(format!("http://127.0.0.1:{port}"))), 200, "the page's own POST");
+    assert_eq!(post(None), 200, "a client that sends no Origin");
+}

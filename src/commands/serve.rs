@@ -22,6 +22,7 @@ pub fn serve(a: ServeArgs) -> Result<Exit, Error> {
     let opts = ServeOptions {
         host: a.host,
         port: a.port,
+        allow_hosts: a.allow_hosts,
         max_upload: a.max_upload,
         limits: Limits { max_file_size: a.max_upload, max_pixels: a.max_pixels },
         device,
