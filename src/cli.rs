@@ -387,6 +387,12 @@ pub struct DetectArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Process truncated images (a copy in progress, a broken upload) as far as they decode, the
+    /// rest grey, with a warning in the report, the CSV and the contact sheet, instead of failing
+    /// them as `truncated` (JPEG; other formats still fail).
+    #[arg(long)]
+    pub allow_truncated: bool,
+
     /// When another run is writing OUT, wait for it to end instead of exiting (code 2).
     #[arg(long)]
     pub wait: bool,

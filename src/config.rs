@@ -163,7 +163,11 @@ impl Config {
             format,
             jpeg_quality: a.jpeg_quality,
             threads,
-            limits: Limits { max_file_size: a.max_file_size, max_pixels: a.max_pixels },
+            limits: Limits {
+                max_file_size: a.max_file_size,
+                max_pixels: a.max_pixels,
+                allow_truncated: a.allow_truncated,
+            },
             quiet: a.quiet,
             json_progress: a.json_progress,
             strict: a.strict,

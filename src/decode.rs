@@ -15,12 +15,15 @@ pub struct Limits {
     pub max_file_size: u64,
     /// Largest accepted width × height.
     pub max_pixels: u64,
+    /// `--allow-truncated`: decode what a truncated file holds (the rest grey) instead of
+    /// failing it.
+    pub allow_truncated: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         // 512 MiB of file; 100 MP (an 8000×6000 photo is 48 MP).
-        Limits { max_file_size: 512 << 20, max_pixels: 100_000_000 }
+        Limits { max_file_size: 512 << 20, max_pixels: 100_000_000, allow_truncated: false }
     }
 }
 
@@ -31,6 +34,8 @@ pub struct Decoded {
     pub rgb: RgbImage,
     /// Container format detected from the content.
     pub format: ImageFormat,
+    /// Why the pixels are not all the file's (a truncated file decoded under `allow_truncated`).
+    pub warning: Option<String>,
 }
 
 /// Reads and decodes one file.
@@ -59,7 +64,17 @@ pub fn read_file(path: &Path, limits: &Limits) -> Result<(Vec<u8>, std::fs::Meta
 
 /// Decodes an in-memory file; `path` only names it in errors.
 pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Decoded, ImageError> {
-    let decode_err = |e: image::ImageError| ImageError::Decode { path: path.to_path_buf(), reason: e.to_string() };
+    let decode_err = |e: image::ImageError| {
+        // The data ends before the image does: a copy in progress, a broken upload.
+        let text = e.to_string().to_ascii_lowercase();
+        let eof = matches!(&e, image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
+        if eof || text.contains("unexpected end") || text.contains("not enough bytes") {
+            let reason = format!("the data ends after {} bytes, before the image is complete", bytes.len());
+            ImageError::Truncated { path: path.to_path_buf(), reason }
+        } else {
+            ImageError::Decode { path: path.to_path_buf(), reason: e.to_string() }
+        }
+    };
     if bytes.is_empty() {
         return Err(ImageError::Decode { path: path.to_path_buf(), reason: "file is empty".into() });
     }
@@ -82,22 +97,45 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Decode
         return Err(ImageError::Decode { path: path.to_path_buf(), reason: format!("image has zero size {w}×{h}") });
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let jpeg = (format == ImageFormat::Jpeg).then(|| decode_jpeg(bytes)).flatten();
+    let mut warning = None;
+    let jpeg = match (format == ImageFormat::Jpeg).then(|| decode_jpeg(bytes)) {
+        Some(Err(reason)) if is_truncation(&reason) => {
+            let reason =
+                format!("the JPEG data ends after {} bytes, before the image is complete ({reason})", bytes.len());
+            if !limits.allow_truncated {
+                return Err(ImageError::Truncated { path: path.to_path_buf(), reason });
+            }
+            // What decodes, the rest grey (as the `image` crate fills it).
+            warning = Some(format!("truncated: {reason}; decoded what it holds (--allow-truncated)"));
+            None
+        }
+        Some(Ok(rgb)) => Some(rgb),
+        _ => None,
+    };
     let mut img = match jpeg {
         Some(rgb) => image::DynamicImage::ImageRgb8(rgb),
         None => image::DynamicImage::from_decoder(decoder).map_err(decode_err)?,
     };
     img.apply_orientation(orientation);
-    Ok(Decoded { rgb: img.into_rgb8(), format })
+    Ok(Decoded { rgb: img.into_rgb8(), format, warning })
 }
 
 /// A JPEG decoded by libjpeg-turbo, as PIL (the Python pipeline's decoder) decodes it: the same
-/// pixels, faster than the `image` crate's decoder. `None` where libjpeg-turbo cannot
-/// decode it without a warning (CMYK, truncated or corrupt data): the `image` crate then decides,
-/// and its error names the reason.
-fn decode_jpeg(bytes: &[u8]) -> Option<RgbImage> {
-    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).ok()?;
-    RgbImage::from_raw(u32::try_from(img.width).ok()?, u32::try_from(img.height).ok()?, img.pixels)
+/// pixels, faster than the `image` crate's decoder. Fails where libjpeg-turbo cannot decode it
+/// without a warning (CMYK, truncated or corrupt data), with libjpeg's message: the `image` crate
+/// then decides, and its error names the reason, except for truncated data ([`is_truncation`]),
+/// which the `image` crate would decode leniently.
+fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
+    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| e.to_string())?;
+    let size = |v: usize| u32::try_from(v).map_err(|e| e.to_string());
+    RgbImage::from_raw(size(img.width)?, size(img.height)?, img.pixels).ok_or_else(|| "bad image size".into())
+}
+
+/// Whether libjpeg's message says the data ended early ("Premature end of JPEG file", or a
+/// marker missing where the data stops), as PIL's "image file is truncated".
+fn is_truncation(libjpeg_message: &str) -> bool {
+    let m = libjpeg_message.to_ascii_lowercase();
+    m.contains("premature end") || m.contains("insufficient data")
 }
 
 #[cfg(test)]
@@ -143,7 +181,22 @@ mod tests {
         let img = image::DynamicImage::ImageRgb8(RgbImage::new(40, 30));
         let png = encode(&img, ImageFormat::Png);
         let e = decode_bytes(&png[..png.len() / 2], Path::new("cut.png"), &Limits::default()).expect_err("truncated");
-        assert_eq!(e.kind(), "decode", "{e}");
+        assert_eq!(e.kind(), "truncated", "{e}");
+        // Textured, so that half the file is well into the scan data.
+        let photo = RgbImage::from_fn(256, 192, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 99]));
+        let jpeg = encode(&image::DynamicImage::ImageRgb8(photo), ImageFormat::Jpeg);
+        let cut = &jpeg[..jpeg.len() / 2];
+        let e = decode_bytes(cut, Path::new("cut.jpg"), &Limits::default()).expect_err("truncated");
+        assert_eq!(e.kind(), "truncated", "{e}");
+        assert!(
+            e.to_string().contains("cut.jpg") && e.to_string().contains(&format!("after {} bytes", cut.len())),
+            "{e}"
+        );
+        let lenient = Limits { allow_truncated: true, ..Limits::default() };
+        let d = decode_bytes(cut, Path::new("cut.jpg"), &lenient).expect("decodes what there is");
+        assert_eq!(d.rgb.dimensions(), (256, 192));
+        assert!(d.warning.is_some_and(|w| w.starts_with("truncated")));
+        assert!(decode_bytes(&jpeg, Path::new("whole.jpg"), &lenient).expect("whole").warning.is_none());
         let small = Limits { max_pixels: 1000, ..Limits::default() };
         let e = decode_bytes(&png, Path::new("big.png"), &small).expect_err("limit");
         assert_eq!(e.kind(), "limit");

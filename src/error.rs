@@ -13,6 +13,9 @@ pub enum ImageError {
     UnknownFormat { path: PathBuf },
     #[error("{path}: cannot decode: {reason}")]
     Decode { path: PathBuf, reason: String },
+    /// The data ends before the image does (`--allow-truncated` decodes what there is).
+    #[error("{path}: truncated: {reason}")]
+    Truncated { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Limit { path: PathBuf, reason: String },
     #[error("{path}: inference failed: {reason}")]
@@ -36,6 +39,7 @@ impl ImageError {
             ImageError::Io { .. } => "io",
             ImageError::UnknownFormat { .. } => "unknown_format",
             ImageError::Decode { .. } => "decode",
+            ImageError::Truncated { .. } => "truncated",
             ImageError::Limit { .. } => "limit",
             ImageError::Inference { .. } => "inference",
             ImageError::Write { .. } => "write",

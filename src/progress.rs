@@ -95,10 +95,16 @@ impl Observer for Progress {
     fn finished(&self, e: &ImageEntry) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let total = self.total.load(Ordering::Relaxed);
-        if let Some(err) = &e.error {
-            let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-            self.bar.set_message(format!("{failed} failed"));
-            let line = format!("boxwalk: error [{}] {}", err.kind, err.message);
+        let line = match (&e.error, &e.warning) {
+            (Some(err), _) => {
+                let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                self.bar.set_message(format!("{failed} failed"));
+                Some(format!("boxwalk: error [{}] {}", err.kind, err.message))
+            }
+            (None, Some(w)) => Some(format!("boxwalk: warning {}/{}: {w}", e.root, e.path)),
+            (None, None) => None,
+        };
+        if let Some(line) = line {
             if self.style == Style::Bar {
                 self.bar.suspend(|| eprintln!("{line}"));
             } else {

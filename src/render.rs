@@ -147,7 +147,7 @@ fn render_one(e: &ImageEntry, out: &Path, threshold: f32, opts: &RenderOptions) 
             }
         }
     }
-    let limits = Limits { max_file_size: u64::MAX, max_pixels: u64::MAX };
+    let limits = Limits { max_file_size: u64::MAX, max_pixels: u64::MAX, allow_truncated: true };
     let decoded = match decode::decode_file(&src, &limits) {
         Ok(d) => d,
         Err(err) => {

@@ -77,8 +77,9 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
     crc[idat + 6] ^= 0xFF;
     let bad: Vec<(&str, Vec<u8>, &str)> = vec![
         ("zero.jpg", vec![], "decode"),
-        ("truncated.png", good_png[..good_png.len() / 2].to_vec(), "decode"),
-        ("header-only.jpg", good_jpg[..40].to_vec(), "decode"),
+        ("truncated.png", good_png[..good_png.len() / 2].to_vec(), "truncated"),
+        ("truncated.jpg", good_jpg[..good_jpg.len() * 2 / 3].to_vec(), "truncated"),
+        ("header-only.jpg", good_jpg[..40].to_vec(), "truncated"),
         ("random.png", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(), "unknown_format"),
         ("text.jpg", b"Dear grader, this is not a photo.\n".to_vec(), "unknown_format"),
         ("crc.png", crc, "decode"),
@@ -234,4 +235,59 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
     for p in after.keys().filter(|p| !before.contains_key(*p)) {
         assert!(p.starts_with(&out), "{} written outside OUT", p.display());
     }
+}
+
+/// A JPEG cut short (a copy in progress, a half upload) is a `truncated` error naming the file and
+/// how much it holds, as PIL refuses it; `--allow-truncated` processes what decodes, and the
+/// entry's warning shows in the report, the CSV and the contact sheet.
+#[test]
+fn truncated_jpegs_fail_unless_allowed_and_then_carry_a_warning() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let inp = t.path().join("in");
+    std::fs::create_dir_all(&inp).expect("mkdir");
+    let jpg = encode(&photo(320, 240), ImageFormat::Jpeg);
+    let cut = &jpg[..jpg.len() / 3];
+    std::fs::write(inp.join("half.jpg"), cut).expect("write");
+    std::fs::write(inp.join("whole.jpg"), &jpg).expect("write");
+    let entry = |out: &Path| -> Value {
+        let r = common::read_report(out);
+        r["images"].as_array().expect("images").iter().find(|e| e["path"] == "half.jpg").expect("entry").clone()
+    };
+
+    let out = t.path().join("strict");
+    let (code, _, err) = common::detect_demo(&[&inp], &out, &["--quiet"]);
+    assert_eq!(code, 3, "{err}");
+    let e = entry(&out);
+    assert_eq!(e["error"]["kind"], "truncated", "{e}");
+    let message = e["error"]["message"].as_str().expect("message");
+    assert!(message.contains("half.jpg") && message.contains(&format!("after {} bytes", cut.len())), "{message}");
+    assert!(e["output"].is_null());
+
+    let out = t.path().join("allowed");
+    let csv = t.path().join("allowed.csv");
+    let (code, _, err) = common::detect_demo(
+        &[&inp],
+        &out,
+        &["--quiet".as_ref(), "--allow-truncated".as_ref(), "--csv".as_ref(), csv.as_os_str()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning") && err.contains("half.jpg"), "the warning is printed: {err}");
+    let e = entry(&out);
+    assert!(e["error"].is_null() && e["output"] == "half.jpg", "{e}");
+    let warning = e["warning"].as_str().expect("a warning");
+    assert!(warning.starts_with("truncated") && warning.contains(&format!("after {} bytes", cut.len())), "{warning}");
+    let copy = image::open(out.join("half.jpg")).expect("the copy decodes").to_rgb8();
+    assert_eq!(copy.dimensions(), (320, 240), "the whole frame, the missing part filled");
+    let csv = std::fs::read_to_string(&csv).expect("csv");
+    assert!(csv.lines().next().is_some_and(|h| h.ends_with(",warning")), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("half.jpg,") && l.contains("truncated")), "{csv}");
+    let page = std::fs::read_to_string(out.join("index.html")).expect("page");
+    assert!(page.contains("\"w\":\"truncated"), "the sheet's data holds the warning");
+    let r = common::read_report(&out);
+    assert_eq!(r["options"]["allow_truncated"], true);
+    assert_ne!(
+        r["run_key"],
+        common::read_report(&t.path().join("strict"))["run_key"],
+        "it changes results: another key"
+    );
 }

@@ -24,7 +24,7 @@ pub fn serve(a: ServeArgs) -> Result<Exit, Error> {
         port: a.port,
         allow_hosts: a.allow_hosts,
         max_upload: a.max_upload,
-        limits: Limits { max_file_size: a.max_upload, max_pixels: a.max_pixels },
+        limits: Limits { max_file_size: a.max_upload, max_pixels: a.max_pixels, allow_truncated: false },
         device,
         workers: a.workers.unwrap_or_else(crate::sys::available_threads),
         demo,

@@ -27,13 +27,21 @@ pub fn write_csv(file: &Path, report: &Report) -> std::io::Result<()> {
             "y2",
             "error_kind",
             "error_message",
+            "warning",
         ])?;
         for e in &report.images {
             let output = e.output.clone().unwrap_or_default();
+            let warning = e.warning.clone().unwrap_or_default();
             if let Some(err) = &e.error {
                 let mut row = vec![e.path.clone(), e.root.clone(), output.clone()];
                 row.extend(std::iter::repeat_n(String::new(), 7));
-                row.extend([err.kind.clone(), err.message.clone()]);
+                row.extend([err.kind.clone(), err.message.clone(), warning.clone()]);
+                csv.write_record(&row)?;
+            } else if e.warning.is_some() && e.detections.as_ref().is_none_or(Vec::is_empty) {
+                // The warning needs a row even where there is no detection to carry it.
+                let mut row = vec![e.path.clone(), e.root.clone(), output.clone()];
+                row.extend(std::iter::repeat_n(String::new(), 9));
+                row.push(warning.clone());
                 csv.write_record(&row)?;
             }
             for d in e.detections.iter().flatten() {
@@ -41,7 +49,7 @@ pub fn write_csv(file: &Path, report: &Report) -> std::io::Result<()> {
                 row.push(d.class_index.to_string());
                 row.push(format!("{:.4}", d.score));
                 row.extend(d.bbox.iter().map(|v| format!("{v:.2}")));
-                row.extend([String::new(), String::new()]);
+                row.extend([String::new(), String::new(), warning.clone()]);
                 csv.write_record(&row)?;
             }
         }

@@ -32,7 +32,7 @@ pub fn run_key(models: &[ModelInfo], options: &Options) -> String {
     for m in models {
         h.update(format!("{}={};", m.role, m.sha256));
     }
-    let relevant = serde_json::json!({
+    let mut relevant = serde_json::json!({
         "threshold": options.threshold,
         "max_detections": options.max_detections,
         "classes": options.classes,
@@ -44,6 +44,10 @@ pub fn run_key(models: &[ModelInfo], options: &Options) -> String {
         "format": options.format,
         "jpeg_quality": options.jpeg_quality,
     });
+    // Only when set, so that the keys of runs without it stay what they were.
+    if options.allow_truncated {
+        relevant["allow_truncated"] = true.into();
+    }
     h.update(relevant.to_string());
     format!("{:x}", h.finalize())
 }
@@ -99,7 +103,7 @@ fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
 
 /// Error kinds that would recur on the same bytes; others (I/O, inference, write) are retried.
 pub fn is_permanent(kind: &str) -> bool {
-    matches!(kind, "decode" | "unknown_format" | "limit")
+    matches!(kind, "decode" | "truncated" | "unknown_format" | "limit")
 }
 
 /// The append-only journal of the current run.
@@ -178,6 +182,7 @@ mod tests {
             output: Some(path.into()),
             error: None,
             not_seen: false,
+            warning: None,
         }
     }
 

@@ -87,6 +87,9 @@ pub struct Options {
     pub batch_size: usize,
     pub format: Option<String>,
     pub jpeg_quality: u8,
+    /// `--allow-truncated` (absent from reports written before it existed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -217,6 +220,10 @@ pub struct ImageEntry {
     pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorEntry>,
+    /// Why the result may not be the whole image's: a truncated file decoded as far as it goes
+    /// (`--allow-truncated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// An earlier result kept although its input was not seen this run: its input folder held no
     /// images or could not be read (an unmounted share, say). Not counted in `counts.images`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -91,6 +91,7 @@ fn page_data(report: &Report, no_thumb: &HashSet<String>) -> serde_json::Value {
                 "d": d,
                 "c": c,
                 "e": e.error.is_some(),
+                "w": e.warning,
             })
         })
         .collect();

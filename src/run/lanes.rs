@@ -21,6 +21,7 @@ use tch::Device;
 pub struct Inferred {
     pub rgb: RgbImage,
     pub format: ImageFormat,
+    pub warning: Option<String>,
     pub results: PerImage,
 }
 
@@ -123,7 +124,7 @@ fn infer_batch(
     drop(inputs);
     for ((job, r), result) in ready.into_iter().zip(results) {
         match result {
-            Ok(results) => out.push((job, Ok(Inferred { rgb: r.rgb, format: r.format, results }))),
+            Ok(results) => out.push((job, Ok(Inferred { rgb: r.rgb, format: r.format, warning: r.warning, results }))),
             Err(reason) => {
                 let path = job.source.clone();
                 out.push((job, Err(ImageError::Inference { path, reason })));

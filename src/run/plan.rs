@@ -205,6 +205,7 @@ fn report_options(cfg: &Config) -> report::Options {
         batch_size: cfg.batch_size,
         format: cfg.format.and_then(|f| f.extensions_str().first().map(|s| s.to_string())),
         jpeg_quality: cfg.jpeg_quality,
+        allow_truncated: cfg.limits.allow_truncated,
     }
 }
 

@@ -17,6 +17,8 @@ use tch::{Device, Tensor};
 pub struct Ready {
     pub rgb: RgbImage,
     pub format: ImageFormat,
+    /// Why the pixels are not all the file's (`--allow-truncated`).
+    pub warning: Option<String>,
     pub det_input: Option<Tensor>,
     pub cls_input: Option<Tensor>,
     /// Where the inputs are prepared a batch at a time ([`batched`]): the staged pixels, until
@@ -41,13 +43,13 @@ fn prepare(job: &ImageJob, cfg: &Config, wanted: Wanted, times: &StageTimes) -> 
         read_unchanged(job, cfg).and_then(|b| decode::decode_bytes(&b, &job.source, &cfg.limits))
     })?;
     timed(&times.preprocess, || {
-        let (rgb, format) = (decoded.rgb, decoded.format);
+        let (rgb, format, warning) = (decoded.rgb, decoded.format, decoded.warning);
         if batched(cfg) {
             let staged = Some(preprocess::stage(&rgb, cfg.device));
-            return Ok(Ready { rgb, format, det_input: None, cls_input: None, staged });
+            return Ok(Ready { rgb, format, warning, det_input: None, cls_input: None, staged });
         }
         let (det_input, cls_input) = preprocess::image_inputs(&rgb, cfg.device, wanted.detector, wanted.classifier);
-        Ok(Ready { rgb, format, det_input, cls_input, staged: None })
+        Ok(Ready { rgb, format, warning, det_input, cls_input, staged: None })
     })
 }
 

@@ -42,6 +42,7 @@ fn entry_for(job: &ImageJob) -> ImageEntry {
         output: None,
         error: None,
         not_seen: false,
+        warning: None,
     }
 }
 
@@ -56,7 +57,7 @@ pub fn write_one(
     times: &StageTimes,
 ) -> Result<ImageEntry, FatalError> {
     let mut entry = entry_for(&job);
-    let Inferred { mut rgb, format, mut results } = match result {
+    let Inferred { mut rgb, format, warning, mut results } = match result {
         Ok(i) => i,
         Err(e) => {
             draw::fail(&mut entry, &e);
@@ -67,6 +68,7 @@ pub fn write_one(
         timed(&times.boxes, || ctx.finish(&mut results, rgb.width(), rgb.height(), settings));
     }
     let PerImage { detections, all_detections, classification, .. } = results;
+    entry.warning = warning;
     entry.width = Some(rgb.width());
     entry.height = Some(rgb.height());
     timed(&times.annotate, || draw::draw(&mut rgb, detections.as_deref(), classification.as_deref(), Look::default()));
