@@ -52,7 +52,8 @@ mod tests {
     #[test]
     fn hashes_round_trip_and_a_torn_line_is_skipped() {
         let d = tempfile::tempdir().expect("tempdir");
-        let stat = FileStat { size: 3, mtime_ns: 1_700_000_000_123_456_789, ino: 42, ctime_ns: 1_700_000_000_5 };
+        let stat =
+            FileStat { size: 3, mtime_ns: 1_700_000_000_123_456_789, ino: 42, ctime_ns: 1_700_000_000_500_000_000 };
         let k = |p: &str| Known { root: "in".into(), path: p.into(), stat, sha256: format!("sha-{p}") };
         write(d.path(), [k("a.png"), k("b/c.png")].iter()).expect("write");
         let mut f = std::fs::OpenOptions::new().append(true).open(d.path().join(HASHES)).expect("open");
