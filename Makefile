@@ -5,7 +5,7 @@ SAMPLES_OUT ?= out/samples
 ENV := scripts/with-venv.sh
 
 .DEFAULT_GOAL := run
-.PHONY: run test build lint browser gpu-carry
+.PHONY: run test build lint browser slurm gpu-carry
 
 # libjpeg-turbo (the JPEG codec) is built from the turbojpeg crate's bundled source: cmake and nasm.
 build:
@@ -20,7 +20,12 @@ run: build
 browser:
 	scripts/need.sh "the browser tests" chromium:chromium chromedriver:chromium-driver
 
-test: build browser
+# tests/slurm.rs starts a one-node Slurm of its own on Debian's slurm-wlm and munge (installed
+# once; the daemons run only during the test).
+slurm:
+	scripts/need.sh "the Slurm test" slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge mungekey:munge
+
+test: build browser slurm
 	$(ENV) cargo test --release --locked
 	$(ENV) cargo clippy --release --locked --all-targets -- -D warnings
 	cargo fmt --check
