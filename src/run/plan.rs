@@ -125,7 +125,6 @@ pub fn plan(cfg: &Config, jobs: Vec<ImageJob>, unseen: Unseen, pool: &rayon::Thr
             Some(_) => counts.changed += 1,
         }
         match prev.filter(|p| !cfg.force && same_content && p.same_key && reusable(&p.entry, cfg)) {
-            // The stat of now: a touched but unchanged file is carried by its stat next time.
             Some(p) => carried.push(ImageEntry { not_seen: false, ..p.entry }),
             None => todo.push(job),
         }
