@@ -221,7 +221,7 @@ impl Allowed {
         };
         match value("Host") {
             Some(host) if self.hosts.contains(&host) => {}
-            _ => return Some("the Host header names another server"),
+            _ => return Some("the Host header names another server (serve --allow-host NAME allows a name)"),
         }
         match value("Origin") {
             Some(origin) if !origin.strip_prefix("http://").is_some_and(|o| self.hosts.iter().any(|h| h == o)) => {
@@ -258,7 +258,10 @@ pub fn serve(opts: ServeOptions, models: Models) -> Result<(), ServeError> {
     let addr = server.server_addr().to_ip().ok_or_else(|| listen_error("not an IP listener".into()))?;
     println!("boxwalk: serving on http://{addr}/ (Ctrl-C to stop)");
     if !addr.ip().is_loopback() {
-        eprintln!("boxwalk: warning: listening on {addr}, reachable from other machines");
+        eprintln!(
+            "boxwalk: warning: listening on {addr}, reachable from other machines; requests must name it by this \
+             address, localhost or a name given with --allow-host"
+        );
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
