@@ -154,8 +154,8 @@ fn the_documented_slurm_recipe_merges_a_tree_with_bad_files_and_survives_preempt
     common::scenes(t.path(), 30, 61);
     let photos = t.path().join("photos");
     std::fs::write(photos.join("not-a-photo.jpg"), b"a text file named like a photo").expect("write");
-    let jpeg = std::fs::read(common::repo().join("samples/synthetic/000000.png")).expect("sample");
-    std::fs::write(photos.join("half.png"), &jpeg[..jpeg.len() / 2]).expect("write");
+    let png = std::fs::read(common::repo().join("samples/synthetic/000000.png")).expect("sample");
+    std::fs::write(photos.join("half.png"), &png[..png.len() / 2]).expect("write");
     // The demo models, whatever the machine's model store holds: the same as the plain run's.
     let home = t.path().join("home");
     let plain_out = t.path().join("plain");
