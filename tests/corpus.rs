@@ -9,7 +9,7 @@ use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, Rgba};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn encode(img: &DynamicImage, f: ImageFormat) -> Vec<u8> {
     let mut c = Cursor::new(Vec::new());
@@ -51,15 +51,6 @@ fn jpeg_declaring(w: u16, h: u16) -> Vec<u8> {
     j[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
     j[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
     j
-}
-
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap_or_default()))
-        .collect()
 }
 
 #[test]
@@ -158,7 +149,7 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
         common::boxwalk()
     };
 
-    let before = snapshot(t.path());
+    let before = common::snapshot(t.path());
     let out = t.path().join("out");
     let r = common::reference();
     let result = cmd
@@ -230,7 +221,7 @@ fn every_bad_input_ends_as_an_error_or_a_skip_and_good_ones_are_processed() {
     assert_eq!(report["counts"]["ok"], ok.len());
 
     // Inputs untouched; everything new is under OUT.
-    let after = snapshot(t.path());
+    let after = common::snapshot(t.path());
     for (p, bytes) in &before {
         assert!(after.get(p) == Some(bytes), "{} changed", p.display());
     }

@@ -202,15 +202,9 @@ fn an_output_folder_made_read_only_mid_run_stops_the_run() {
 
 /// The copies, thumbnails, report and caches in OUT, with their contents (not the lock file,
 /// which each run rewrites with who holds it).
-fn snapshot(out: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<_> = walkdir::WalkDir::new(out)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && e.file_name() != boxwalk::outputs::lock::LOCK)
-        .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).expect("read")))
-        .collect();
-    files.sort();
+fn snapshot(out: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = common::snapshot(out);
+    files.retain(|p, _| p.file_name().is_none_or(|n| n != boxwalk::outputs::lock::LOCK));
     files
 }
 

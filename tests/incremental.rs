@@ -353,16 +353,7 @@ fn a_dry_run_prints_the_plan_per_folder_and_changes_nothing() {
     std::fs::copy(input.join("000005.png"), input.join("new.png")).expect("add");
     std::fs::write(input.join("sub/notes.txt"), b"not an image").expect("write");
     std::fs::write(input.join("sub/huge.png"), vec![0u8; 300_000]).expect("write");
-    let listing = |dir: &std::path::Path| -> Vec<(String, u64)> {
-        let mut v: Vec<_> = walkdir::WalkDir::new(dir)
-            .into_iter()
-            .filter_map(Result::ok)
-            .map(|e| (e.path().display().to_string(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-            .collect();
-        v.sort();
-        v
-    };
-    let before = listing(&out);
+    let before = common::snapshot(&out);
     let o = detect_cmd(&input, &out, &["--dry-run", "--max-file-size", "200000"]).output().expect("dry run");
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
@@ -385,7 +376,7 @@ fn a_dry_run_prints_the_plan_per_folder_and_changes_nothing() {
         text.contains("would process 1, carry over 12, reject 2 (2 new, 0 changed, 12 unchanged, 0 removed)"),
         "{text}"
     );
-    assert_eq!(listing(&out), before, "a dry run writes nothing");
+    assert_eq!(common::snapshot(&out), before, "a dry run writes nothing");
 
     let mut shard = detect_cmd(&input, &out, &["--dry-run", "--shard", "1/2"]);
     let text = String::from_utf8_lossy(&shard.output().expect("dry run").stdout).into_owned();
@@ -407,5 +398,5 @@ fn a_dry_run_prints_the_plan_per_folder_and_changes_nothing() {
         .output()
         .expect("dry run");
     assert_eq!(o.status.code(), Some(0), "no model is loaded: {}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(listing(&out), before);
+    assert_eq!(common::snapshot(&out), before);
 }

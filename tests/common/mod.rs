@@ -240,3 +240,13 @@ pub fn scenes_sized(dir: &Path, n: usize, seed: u64, width: u32, height: u32) {
     boxwalk::synth::write_set(&o, &dir.join("set")).expect("synth");
     std::fs::rename(dir.join("set/images"), dir.join("photos")).expect("move");
 }
+
+/// Every file under `dir` with its content.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap_or_default()))
+        .collect()
+}
