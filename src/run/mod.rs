@@ -100,9 +100,11 @@ fn out_gone(out: &Path) -> FatalError {
     FatalError::Environment { out: out.to_path_buf(), cause }
 }
 
-/// Fails when `out` no longer names the folder the run began in (`id`).
-fn check_out(out: &Path, id: &FolderId) -> Result<(), FatalError> {
-    if id.is_at(out) {
+/// Fails when `out` no longer names the folder the run began in (`id`), or its journal is no
+/// longer the file at its path: once OUT is removed, the journal is an unlinked file that still
+/// takes appends.
+fn check_out(out: &Path, id: &FolderId, journal: Option<&Journal>) -> Result<(), FatalError> {
+    if id.is_at(out) && journal.is_none_or(Journal::in_place) {
         Ok(())
     } else {
         Err(out_gone(out))
@@ -265,10 +267,7 @@ pub fn run(cfg: &Config, observer: &dyn Observer) -> Result<Summary, FatalError>
     };
     let report_path = cfg.out.join("report.json");
     // Not into an OUT made anew by someone else: the journal that holds this run's work is gone.
-    check_out(&cfg.out, &out_id)?;
-    if journal.as_ref().is_some_and(|j| !j.in_place()) {
-        return Err(out_gone(&cfg.out));
-    }
+    check_out(&cfg.out, &out_id, journal.as_ref())?;
     report.write(&report_path).map_err(|e| match &e {
         crate::error::FileError::Io { source, .. } => {
             FatalError::of_io(&cfg.out, source, &report_path).unwrap_or(e.into())

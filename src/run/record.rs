@@ -23,11 +23,7 @@ pub fn record_batch(
 ) -> Result<(), FatalError> {
     // The journal line is the record that an output is done: its data first.
     timed(&times.sync, || sync_outputs(written, cfg))?;
-    // Once OUT is removed, the journal is an unlinked file: appending to it would still succeed.
-    super::check_out(&cfg.out, out_id)?;
-    if journal.as_ref().is_some_and(|j| !j.in_place()) {
-        return Err(super::out_gone(&cfg.out));
-    }
+    super::check_out(&cfg.out, out_id, journal.as_deref())?;
     for e in written.iter() {
         observer.finished(e);
     }
